@@ -1,0 +1,158 @@
+"""nox sessions for the dsv4-kernels monorepo, parametrized from packages/*/pyproject.toml
+(a new package joins every session by adding its directory).
+
+    nox                     what CI runs: lint, build, versions, tests (every package; they run every
+                            kernel's small-preset golden cases on the simulator), crosscheck
+    nox -s golden           every kernel on the CPU simulator vs its golden (small + FLASH), one table
+    nox -s "tests(package='dsv4-core')"   one package in a fresh env with only its dependencies
+    nox -s bench            cost-model µs vs the modelled ceiling, FLASH / PRO shapes
+
+Environments are pip-based venvs (uv would pull a CUDA torch) with torch / pypto pinned by
+constraints.txt; sibling packages are installed from dist/ as wheel files with exact versions,
+so a same-named package from an index can never stand in.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT / "tools"))
+import pkgs  # noqa: E402
+
+nox.options.default_venv_backend = "venv"
+nox.options.reuse_existing_virtualenvs = True
+nox.options.sessions = ["lint", "build", "versions", "tests", "crosscheck"]
+
+PYTHON = os.environ.get("DSV4_NOX_PYTHON") or f"{sys.version_info.major}.{sys.version_info.minor}"
+CONSTRAINTS = str(ROOT / "constraints.txt")
+DIST = ROOT / "dist"
+PACKAGES = pkgs.all_packages()
+MODULES = sorted(p.module for p in PACKAGES.values() if p.module)
+# one simulator helper library for every session (pypto builds it once, ~25 s)
+SIM_ENV = {"DSV4_PTO_CACHE": os.environ.get("DSV4_PTO_CACHE", str(Path.home() / ".cache" / "dsv4-kernels"))}
+
+
+def _wheel(name: str) -> str:
+    p = PACKAGES[name]
+    whl = DIST / p.wheel_glob()
+    if not whl.exists():
+        raise FileNotFoundError(f"{whl} missing: run `nox -s build` first")
+    return str(whl)
+
+
+def _install_from_dist(session: nox.Session, names: list[str], *extra: str) -> None:
+    wheels = []
+    for n in names:
+        for s in pkgs.closure(n, PACKAGES):
+            if _wheel(s) not in wheels:
+                wheels.append(_wheel(s))
+    session.install("-c", CONSTRAINTS, *wheels, *extra)
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    session.install("ruff==0.17.5")
+    session.run("ruff", "check", ".")
+
+
+@nox.session(python=PYTHON)
+def build(session: nox.Session) -> None:
+    """Wheel + sdist of every package into dist/."""
+    session.install("build==1.6.1", "hatchling==1.33.0")
+    DIST.mkdir(exist_ok=True)
+    for p in PACKAGES.values():
+        for old in DIST.glob(f"{p.name.replace('-', '_')}-*"):
+            old.unlink()
+        session.run("python", "-m", "build", "--no-isolation", "--outdir", str(DIST), str(p.path))
+
+
+@nox.session(python=PYTHON)
+@nox.parametrize("package", sorted(PACKAGES))
+def tests(session: nox.Session, package: str) -> None:
+    """One package's tests in a fresh env with only it and its declared dependencies."""
+    _install_from_dist(session, [package], "pytest==9.0.3")
+    p = PACKAGES[package]
+    session.chdir(p.path)  # tests import the installed wheel, not src/
+    session.run("python", "-c", f"import {p.import_name} as m; print(m.__name__, m.__version__, m.__file__)")
+    session.run("pytest", "-q", "-p", "no:cacheprovider", "tests", *session.posargs, env=SIM_ENV)
+
+
+@nox.session(python=PYTHON)
+def versions(session: nox.Session) -> None:
+    """Changed packages carry a bumped version and a CHANGELOG entry; sibling pins admit the
+    in-repo versions."""
+    session.install("packaging>=23")
+    session.run("python", "tools/versions.py")
+
+
+@nox.session(python=PYTHON)
+def crosscheck(session: nox.Session) -> None:
+    """Every package in one env: pip check, ABI/version compatibility, cross-package tests."""
+    _install_from_dist(session, sorted(PACKAGES), "pytest==9.0.3", "packaging>=23")
+    session.run("python", "-m", "pip", "check")
+    session.run("pytest", "-q", "-p", "no:cacheprovider", "tests", *session.posargs, env=SIM_ENV)
+
+
+def _golden(session: nox.Session, module: str | None, tier: str) -> None:
+    _install_from_dist(session, sorted(PACKAGES))
+    args = ["--tier", tier] + (["--module", module] if module else [])
+    session.run("python", "tools/golden.py", *args, *session.posargs, env=SIM_ENV)
+
+
+@nox.session(python=PYTHON)
+def golden(session: nox.Session) -> None:
+    """Every kernel on the CPU simulator vs its golden at small and FLASH shapes, one table."""
+    _golden(session, None, "all")
+
+
+def _selected_sessions() -> list[str]:
+    names, take = [], False
+    for a in sys.argv[1:]:
+        if a in ("-s", "--session", "--sessions", "-e"):
+            take = True
+        elif a.startswith("-"):
+            take = False
+        elif take:
+            names.append(a)
+    return names
+
+
+def _register_per_module(kind: str, fn) -> None:
+    # `nox -s golden` matches these too (nox selects by the name before the parentheses);
+    # they step aside so the one-table session runs every module once.
+    for m in MODULES:
+        def session_fn(session: nox.Session, _m: str = m) -> None:
+            if kind in _selected_sessions():
+                session.skip(f"`nox -s {kind}` covers every module in one table")
+            fn(session, _m)
+        session_fn.__doc__ = f"{kind} for module {m!r} only"
+        nox.session(python=PYTHON, name=f"{kind}(module='{m}')", default=False)(session_fn)
+
+
+_register_per_module("golden", lambda session, m: _golden(session, m, "all"))
+
+
+@nox.session(python=PYTHON)
+def golden_small(session: nox.Session) -> None:
+    """Every kernel vs its golden at the small presets only (the packages' tests run the same cases)."""
+    _golden(session, None, "small")
+
+
+def _bench(session: nox.Session, module: str | None) -> None:
+    _install_from_dist(session, sorted(PACKAGES))
+    session.run("python", "tools/bench.py", *(["--module", module] if module else []), *session.posargs,
+                env=SIM_ENV)
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """Cost-model µs at FLASH / PRO shapes vs the stored modelled ceilings (every module)."""
+    _bench(session, None)
+
+
+_register_per_module("bench", _bench)

@@ -1,0 +1,51 @@
+import pytest
+import torch
+
+from dsv4_core import BackendUnavailable, explain_auto, resolve_backend
+from dsv4_core.backends import npu_unavailable_reasons
+from dsv4_core.checks import check_index_range, check_same_device, check_tensor
+
+
+def test_unknown_backend():
+    with pytest.raises(ValueError, match="backend must be one of"):
+        resolve_backend("cuda")
+
+
+def test_auto_explains_itself():
+    msg = explain_auto()
+    assert msg.startswith("auto -> ")
+    if npu_unavailable_reasons():
+        assert resolve_backend("auto") == "torch" and "torch_npu" in msg
+        with pytest.raises(BackendUnavailable, match="backend='npu' cannot run here"):
+            resolve_backend("npu")
+
+
+def test_sim_and_torch_resolve_here():
+    assert resolve_backend("torch") == "torch"
+    assert resolve_backend("sim") == "sim"
+
+
+def test_check_tensor_messages():
+    x = torch.zeros(4, 8, dtype=torch.bfloat16)
+    dims = {}
+    check_tensor("x", x, shape=("T", 8), dtype=torch.bfloat16, device="cpu", dims=dims)
+    assert dims == {"T": 4}
+    with pytest.raises(TypeError, match="x must have dtype float32, got bfloat16"):
+        check_tensor("x", x, dtype=torch.float32)
+    with pytest.raises(ValueError, match=r"x must have shape \[4, 9\], got \[4, 8\]"):
+        check_tensor("x", x, shape=(4, 9))
+    with pytest.raises(ValueError, match="must be 3-D"):
+        check_tensor("x", x, shape=(4, 8, 1))
+    with pytest.raises(ValueError, match=r"y dim 0 \(T\) must be 4"):
+        check_tensor("y", torch.zeros(5, 8), shape=("T", 8), dims=dims)
+    with pytest.raises(TypeError, match="x must be a torch.Tensor"):
+        check_tensor("x", [1, 2])
+    with pytest.raises(ValueError, match="must be on device meta"):
+        check_tensor("x", x, device="meta")
+
+
+def test_check_index_range():
+    check_index_range("slots", torch.tensor([0, 3, -1]), 0, 4, allow=(-1,))
+    with pytest.raises(ValueError, match=r"slots values must be in \[0, 4\) or \[-1\], got 4"):
+        check_index_range("slots", torch.tensor([0, 4]), 0, 4, allow=(-1,))
+    assert check_same_device(a=torch.zeros(1), b=torch.zeros(1)).type == "cpu"

@@ -1,0 +1,67 @@
+"""The simulator runner: real numbers through the interpreter, cost-model time, isolation
+and verdict parsing. Every kernel runs in its own process."""
+
+import os
+
+import pytest
+
+from dsv4_core import sim
+
+
+def _broken_kernel():
+    import pypto
+
+    S = pypto.STATIC
+
+    @pypto.frontend.jit(runtime_options={"run_mode": pypto.RunMode.SIM})
+    def too_big(a: pypto.Tensor([S, S], pypto.DT_FP32), o: pypto.Tensor([S, S], pypto.DT_FP32)):
+        pypto.set_vec_tile_shapes(512, 512)  # 1 MiB tiles cannot fit the 192 KB unified buffer
+        o[:] = pypto.exp(a)
+
+    import torch
+
+    a = torch.zeros(512, 512)
+    sim.run(too_big, [a, torch.zeros_like(a)])
+
+
+def test_selftest_gives_known_numbers():
+    err, run = sim.isolated(sim.selftest)
+    assert err == 0.0
+    assert run is not None and run.values and run.aicore_us > 0 and run.cores >= 1
+
+
+def test_compile_error_is_contained():
+    with pytest.raises(sim.SimError):
+        sim.isolated(_broken_kernel)
+    err, _ = sim.isolated(sim.selftest)  # the parent and the next child are fine
+    assert err == 0.0
+
+
+def test_pass_verify_verdicts_are_raised(tmp_path):
+    d = tmp_path / "verify_x"
+    d.mkdir()
+    (d / "verify_result_brief.csv").write_text(
+        "funcID,passName,verifyType,loopInfo,verifyResult,maxAbsDiff\n"
+        "1,Pass_04_ExpandFunction,T,loop_idx_0=0,PASS,0\n"
+        "2,Pass_28_InferParamIndex,T,loop_idx_0=1,FAILED,3.5\n")
+    (d / "verify_exception.log").write_text("tensor_graph Verify for 2 data view list index 0 result NO_COMPARE\n")
+    with pytest.raises(sim.PassVerifyError, match="InferParamIndex.*FAILED"):
+        sim.check_verify_dirs([str(tmp_path)])
+
+
+def test_benign_exception_log_is_not_a_failure(tmp_path):
+    d = tmp_path / "verify_y"
+    d.mkdir()
+    (d / "verify_result_brief.csv").write_text("funcID,passName,verifyResult\n1,P,PASS\n")
+    (d / "verify_exception.log").write_text("tensor_graph Verify for 2 data view list index 1 result NO_COMPARE\n")
+    sim.check_verify_dirs([str(tmp_path)])
+    (d / "verify_exception.log").write_text("std::runtime_error: interpreter crashed in op Gather\n")
+    with pytest.raises(sim.PassVerifyError, match="interpreter crashed"):
+        sim.check_verify_dirs([str(tmp_path)])
+
+
+def test_calculator_is_cached_on_disk():
+    sim.isolated(sim.selftest)
+    assert (sim.calculator_path() / "install" / "lib" / "libtile_fwk_calculator.so").exists()
+    assert str(sim.cache_root()) in str(sim.calculator_path())
+    assert os.environ.get("TILE_FWK_OUTPUT_DIR")  # artefacts go to a temporary directory

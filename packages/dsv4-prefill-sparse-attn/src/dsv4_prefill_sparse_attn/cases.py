@@ -1,0 +1,136 @@
+"""Seeded scenarios shared by the tests, `nox -s golden` and `nox -s bench`.
+
+Small tier (TINY preset and shards), one chunk of one request each: SWA from position 0
+(partial windows, empty history), SWA at a start past the ring (wrap-around, history from
+the ring page), HCA across a compressed-entry boundary, HCA near 1M (8191+ entries), CSA
+with fewer valid top-k entries than k, CSA from position 0 (empty compressed set at the
+start), a TP shard and PRO group geometry. Flash tier: FLASH prefill T=1024 at 64K context
+per kind — numbers on a chunk of `value_tokens` tokens at the same start, the full chunk
+timed with the cost model alone."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from dsv4_core import FLASH, PRO, TINY, AttentionConfig, shard_heads
+from dsv4_core.attention import make_attention_inputs, run_sparse_attn, traffic
+from dsv4_core.compare import compare
+from dsv4_core.golden import BenchOutcome, GoldenOutcome
+
+from .reference import _resolved, prefill_exact, prefill_reference
+
+MODULE = "prefill_sparse_attn"
+NEAR_1M = FLASH.max_position_embeddings - 24
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    name: str
+    config: AttentionConfig
+    ratio: int  # 0 SWA, 4 CSA, 128 HCA
+    start: int
+    tokens: int
+    seed: int = 0
+    fewer_topk: bool = False
+    value_tokens: int | None = None  # flash tier: tokens checked in the interpreter
+    time_tokens: int | None = None  # flash tier: tokens timed by the cost model (None: all)
+
+
+SMALL_CASES = [
+    Case("tiny-swa-start0-T20", TINY, 0, 0, 20),
+    Case("tiny-swa-wrap-T12", TINY, 0, 1000, 12),
+    Case("tiny-hca-T12", TINY, 128, 250, 12),
+    Case("tiny-hca-near1M-T4", TINY, 128, NEAR_1M, 4),
+    Case("tiny-csa-fewer-T12", TINY, 4, 150, 12, fewer_topk=True),
+    Case("tiny-csa-start0-T10", TINY, 4, 0, 10),
+    Case("tiny-tp2-csa-T8", shard_heads(TINY, 2), 4, 3000, 8),
+    Case("pro-tp8-hca-T4", shard_heads(PRO, 8), 128, 600, 4),
+]
+CTX_64K = 65536
+# the cost model takes over 15 minutes for one T = 1024 chunk on this machine: the golden
+# times the first 128 tokens of the chunk (one output-projection tile; the T = 1024 kernel
+# runs 8 such tiles in its outer loop), `bench` times the full chunk
+FLASH_CASES = [Case(f"flash-prefill-{k}-T1024", FLASH, r, CTX_64K, 1024, value_tokens=8, time_tokens=128)
+               for k, r in (("swa", 0), ("hca", 128), ("csa", 4))]
+BENCH = [Case(f"flash-prefill-{k}-T1024", FLASH, r, CTX_64K, 1024) for k, r in (("swa", 0), ("hca", 128), ("csa", 4))]
+CASES = {c.name: c for c in SMALL_CASES + FLASH_CASES}
+BENCH_CASES_BY_NAME = {c.name: c for c in BENCH}
+GOLDEN_CASES = [(c.name, "small") for c in SMALL_CASES] + [(c.name, "flash") for c in FLASH_CASES]
+BENCH_CASES = [c.name for c in BENCH]
+
+
+def make_inputs(case: Case, tokens: int | None = None, materialize: bool = True) -> dict:
+    T = tokens or case.tokens
+    p = (case.start + torch.arange(T)).reshape(1, -1)
+    inp = make_attention_inputs(case.config, p, compress_ratio=case.ratio, topk=case.config.index_topk,
+                                seed=case.seed, fewer_topk=case.fewer_topk, materialize=materialize,
+                                max_cmp_pages=None if materialize else 64)
+    inp.update(start_pos=case.start, compress_ratio=case.ratio)
+    if "cmp_block_table" in inp:
+        inp["cmp_block_table"] = inp["cmp_block_table"][0]
+    return inp
+
+
+def call(inp: dict, cfg: AttentionConfig, backend: str) -> torch.Tensor:
+    from . import prefill_sparse_attn
+
+    return prefill_sparse_attn(inp["q"], inp["kv"], inp["kv_cache"], inp["block_table"], inp["start_pos"],
+                               inp["attn_sink"], inp["wo_a"], inp["wo_b"], compress_ratio=inp["compress_ratio"],
+                               config=cfg, cmp_kv=inp.get("cmp_kv"), cmp_block_table=inp.get("cmp_block_table"),
+                               topk_idxs=inp.get("topk_idxs"), backend=backend)
+
+
+def golden(name: str, *, perturb: str | None = None) -> GoldenOutcome:
+    """Kernel on the simulator vs the golden. perturb="sink" adds 1 to the kernel's sink;
+    perturb="rope" builds the kernel without the inverse RoPE: the check must fail."""
+    from dsv4_core import sim
+    from dsv4_rope_tables.pypto_block import rope_rotate, swap_index
+
+    case = CASES[name]
+    cfg = case.config
+    inp = make_inputs(case, case.value_tokens)
+    ref = prefill_reference(cfg, inp)
+    exact = prefill_exact(cfg, inp)
+    src, rows, cos, sin = _resolved(cfg, inp)
+    if perturb is None:
+        out = call(inp, cfg, "sim")
+    elif perturb in ("sink", "rope"):
+        sink = inp["attn_sink"] + (1.0 if perturb == "sink" else 0.0)
+        out = run_sparse_attn(cfg, "sim", inp["q"], src, rows, sink, cos, sin, inp["wo_a"], inp["wo_b"],
+                              inverse_rope=perturb != "rope", rope_block=rope_rotate, swap_idx=swap_index(cfg.rope_dim))
+    else:
+        raise ValueError(f"perturb must be None, 'sink' or 'rope', got {perturb!r}")
+    reports = [compare(out, exact, ref, name="attn_out")]
+    run = sim.last_run()
+    note = f"T={inp['q'].shape[0]} K={rows.shape[1]} ratio={case.ratio}"
+    if case.value_tokens is not None and perturb is None:
+        run, _ = _cost_model_run(case, case.time_tokens)
+        timed = case.time_tokens or case.tokens
+        note = (f"values on T={case.value_tokens} of {case.tokens} at the same start; µs for T={timed} "
+                f"of {case.tokens} (cost model alone)")
+    return GoldenOutcome(MODULE, name, reports, run, note=note)
+
+
+def _cost_model_run(case: Case, tokens: int | None = None):
+    from dsv4_core import sim
+    from dsv4_rope_tables.pypto_block import rope_rotate, swap_index
+
+    cfg = case.config
+    inp = make_inputs(case, tokens, materialize=False)
+    src, rows, cos, sin = _resolved(cfg, inp)
+    run_sparse_attn(cfg, "sim", inp["q"], src, rows, inp["attn_sink"], cos, sin, inp["wo_a"], inp["wo_b"],
+                    values=False, name=case.name, rope_block=rope_rotate, swap_idx=swap_index(cfg.rope_dim))
+    return sim.last_run(), rows
+
+
+def bench(name: str) -> BenchOutcome:
+    """Cost model only (values=False) at full size."""
+    case = BENCH_CASES_BY_NAME[name]
+    run, rows = _cost_model_run(case)
+    T = case.tokens
+    k = float((rows >= 0).sum()) / T  # mean valid rows per token
+    nbytes, flops = traffic(case.config, T, int(round(k)))
+    return BenchOutcome(MODULE, name, run.aicore_us, nbytes, flops, cores=run.cores,
+                        note=f"T={T}, H={case.config.num_heads}, rows/token≈{k:.0f} (padded {rows.shape[1]})")

@@ -1,0 +1,131 @@
+"""Seeded scenarios shared by the tests, `nox -s golden` and `nox -s bench`.
+
+Small tier (TINY preset and shards): positions < 128 (partial window, empty compressed
+set), ring wrap-around with S = 2 (the step's own tokens through the overlay, a few
+compressed entries, one closed by the step itself), a position near 1M (8191 compressed
+entries), a TP shard, PRO group geometry (PRO sharded to 16 heads). Flash tier: FLASH
+decode B=64, S=2 at 64K context (128 + 512 rows per token) — numbers on a slice of
+`value_batch` requests, the full case timed with the cost model alone."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from dsv4_core import FLASH, PRO, TINY, AttentionConfig, shard_heads
+from dsv4_core.attention import make_attention_inputs, run_sparse_attn, traffic
+from dsv4_core.compare import compare
+from dsv4_core.golden import BenchOutcome, GoldenOutcome
+
+from .reference import _resolved, hca_exact, hca_reference
+
+MODULE = "sparse_attn_hca"
+RATIO = 128
+NEAR_1M = FLASH.max_position_embeddings - 2
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    name: str
+    config: AttentionConfig
+    starts: tuple  # first position of each request's step
+    seq: int  # S tokens per request
+    seed: int = 0
+    value_batch: int | None = None  # flash tier: requests checked in the interpreter
+
+    @property
+    def batch(self) -> int:
+        return len(self.starts)
+
+    def positions(self, batch: int | None = None) -> torch.Tensor:
+        st = torch.tensor(self.starts[:batch or self.batch], dtype=torch.int64)
+        return st[:, None] + torch.arange(self.seq)[None, :]
+
+
+def _starts(n: int, lo: int, hi: int, seed: int) -> tuple:
+    g = torch.Generator().manual_seed(seed)
+    return tuple(int(v) for v in torch.randint(lo, hi, (n,), generator=g))
+
+
+CTX_64K = 65536
+SMALL_CASES = [
+    Case("tiny-partial-empty-B2S1", TINY, (5, 100), 1),
+    Case("tiny-wrap-B2S2", TINY, (254, 700), 2),  # 254, 255: token 255 sees entry 1 closed by itself
+    Case("tiny-near1M-B1S2", TINY, (NEAR_1M,), 2),
+    Case("tiny-tp2-B2S2", shard_heads(TINY, 2), (126, 1000), 2),
+    Case("pro-tp8-B1S2", shard_heads(PRO, 8), (3000,), 2),
+]
+FLASH_CASES = [Case("flash-decode-B64S2-64K", FLASH, _starts(64, CTX_64K - 130, CTX_64K - 2, 1), 2, value_batch=2)]
+BENCH = [
+    Case("flash-decode-B64S2-64K", FLASH, _starts(64, CTX_64K - 130, CTX_64K - 2, 1), 2),
+    Case("pro-decode-B64S2-64K", PRO, _starts(64, CTX_64K - 130, CTX_64K - 2, 2), 2),
+]
+CASES = {c.name: c for c in SMALL_CASES + FLASH_CASES}
+BENCH_CASES_BY_NAME = {c.name: c for c in BENCH}
+GOLDEN_CASES = [(c.name, "small") for c in SMALL_CASES] + [(c.name, "flash") for c in FLASH_CASES]
+BENCH_CASES = [c.name for c in BENCH]
+
+
+def make_inputs(case: Case, batch: int | None = None, materialize: bool = True) -> dict:
+    return make_attention_inputs(case.config, case.positions(batch), compress_ratio=RATIO, seed=case.seed,
+                                 materialize=materialize, max_cmp_pages=None if materialize else 64)
+
+
+def call(inp: dict, cfg: AttentionConfig, backend: str) -> torch.Tensor:
+    from . import sparse_attn_hca
+
+    return sparse_attn_hca(inp["q"], inp["kv"], inp["kv_cache"], inp["block_table"], inp["cmp_kv"],
+                           inp["cmp_block_table"], inp["positions"], inp["attn_sink"], inp["wo_a"], inp["wo_b"],
+                           config=cfg, backend=backend)
+
+
+def golden(name: str, *, perturb: str | None = None) -> GoldenOutcome:
+    """Kernel on the simulator vs the golden. perturb="sink" adds 1 to the kernel's sink;
+    perturb="rope" builds the kernel without the inverse RoPE: the check must fail."""
+    from dsv4_core import sim
+    from dsv4_rope_tables.pypto_block import rope_rotate, swap_index
+
+    case = CASES[name]
+    cfg = case.config
+    inp = make_inputs(case, case.value_batch)
+    ref = hca_reference(cfg, inp)
+    exact = hca_exact(cfg, inp)
+    src, rows, cos, sin = _resolved(cfg, inp)
+    if perturb is None:
+        out = call(inp, cfg, "sim")
+    elif perturb in ("sink", "rope"):
+        sink = inp["attn_sink"] + (1.0 if perturb == "sink" else 0.0)
+        out = run_sparse_attn(cfg, "sim", inp["q"], src, rows, sink, cos, sin, inp["wo_a"], inp["wo_b"],
+                              inverse_rope=perturb != "rope", rope_block=rope_rotate, swap_idx=swap_index(cfg.rope_dim))
+    else:
+        raise ValueError(f"perturb must be None, 'sink' or 'rope', got {perturb!r}")
+    reports = [compare(out, exact, ref, name="attn_out")]
+    run = sim.last_run()
+    note = f"T={inp['q'].shape[0]} K={rows.shape[1]}"
+    if case.value_batch is not None and perturb is None:
+        run, _ = _cost_model_run(case)
+        note = f"values on B={case.value_batch} of {case.batch} (T={inp['q'].shape[0]}); µs for the full B={case.batch}"
+    return GoldenOutcome(MODULE, name, reports, run, note=note)
+
+
+def _cost_model_run(case: Case):
+    from dsv4_core import sim
+    from dsv4_rope_tables.pypto_block import rope_rotate, swap_index
+
+    cfg = case.config
+    inp = make_inputs(case, materialize=False)
+    src, rows, cos, sin = _resolved(cfg, inp)
+    run_sparse_attn(cfg, "sim", inp["q"], src, rows, inp["attn_sink"], cos, sin, inp["wo_a"], inp["wo_b"],
+                    values=False, name=case.name, rope_block=rope_rotate, swap_idx=swap_index(cfg.rope_dim))
+    return sim.last_run(), rows.shape[1]
+
+
+def bench(name: str) -> BenchOutcome:
+    """Cost model only (values=False) at full size."""
+    case = BENCH_CASES_BY_NAME[name]
+    run, k = _cost_model_run(case)
+    T = case.batch * case.seq
+    nbytes, flops = traffic(case.config, T, k)
+    return BenchOutcome(MODULE, name, run.aicore_us, nbytes, flops, cores=run.cores,
+                        note=f"T={T}, H={case.config.num_heads}, rows/token={k}")

@@ -1,0 +1,31 @@
+"""The pypto kernel on the CPU simulator vs the golden, one process per kernel run.
+
+pytest runs wrap-around with S = 2, the TP shard and PRO group geometry, plus the checks
+that a perturbed sink and a dropped inverse RoPE make the golden fail (the shared block's
+checks, here once for all four packages); the partial-window case runs in `nox -s golden`
+(and the partial window is in dsv4-sparse-attn-hca's and dsv4-prefill-sparse-attn's
+pytest kernels)."""
+
+import pytest
+
+from dsv4_core import sim
+from dsv4_sparse_attn_swa import cases
+
+SMALL = ["tiny-wrap-B2S2", "tiny-tp2-B2S2", "pro-tp8-B1S2"]
+
+
+def test_subset_is_in_the_golden_cases():
+    assert set(SMALL) <= {name for name, tier in cases.GOLDEN_CASES if tier == "small"}
+
+
+@pytest.mark.parametrize("name", SMALL)
+def test_kernel_matches_golden(name):
+    out, _ = sim.isolated(cases.golden, name)
+    assert out.ok, [str(r) for r in out.reports]
+    assert out.run is not None and out.run.values and out.run.aicore_us > 0
+
+
+@pytest.mark.parametrize("perturb", ["sink", "rope"])
+def test_perturbed_sink_or_dropped_inverse_rope_fails(perturb):
+    out, _ = sim.isolated(cases.golden, "tiny-wrap-B2S2", perturb=perturb)
+    assert not out.ok, [str(r) for r in out.reports]

@@ -1,0 +1,65 @@
+"""`nox -s bench`: cost-model µs of every module at full (FLASH / PRO) sizes next to the
+modelled chip's ceiling, written to build/bench/<module>.md.
+
+    python tools/bench.py [--module M ...] [--case NAME ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import pkgs  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--module", action="append")
+    ap.add_argument("--case", action="append")
+    ap.add_argument("--out", type=Path, default=pkgs.ROOT / "build" / "bench")
+    a = ap.parse_args(argv)
+
+    from dsv4_core import perf, sim
+
+    ceil = perf.load_ceilings()
+    print("modelled chip ceilings (pypto cost model, Ascend 910B2 model):")
+    print(f"  copy bandwidth : {ceil.copy_gbps:.1f} GB/s   ({ceil.copy_config})")
+    print(f"  bf16 matmul    : {ceil.matmul_tflops:.1f} TFLOP/s ({ceil.matmul_config})")
+    print(f"  measured {ceil.measured_on} by `{ceil.command}`, best of {len(ceil.trials)} trials\n")
+    mods = pkgs.modules()
+    wanted = a.module or sorted(mods)
+    a.out.mkdir(parents=True, exist_ok=True)
+    failed = 0
+    for m in wanted:
+        if m not in mods:
+            print(f"unknown module {m!r}; known: {sorted(mods)}", file=sys.stderr)
+            return 2
+        cases = importlib.import_module(f"{mods[m].import_name}.cases")
+        rows = ["| case | modelled µs | MB moved | GFLOP | ceiling µs | bound | ratio | note |",
+                "|---|---|---|---|---|---|---|---|"]
+        for name in getattr(cases, "BENCH_CASES", []):
+            if a.case and name not in a.case:
+                continue
+            try:
+                b, _ = sim.isolated(cases.bench, name)
+            except Exception as e:
+                failed += 1
+                print(f"[bench] {m}:{name} ERROR {type(e).__name__}: {str(e)[:1500]}", flush=True)
+                rows.append(f"| {name} | ERROR | | | | | | {type(e).__name__} |")
+                continue
+            eff = perf.efficiency(b.nbytes, b.flops, b.modelled_us, ceil)
+            ratio = "mis-priced" if eff.mispriced else f"{eff.ratio:.0%}"
+            rows.append(f"| {name} | {b.modelled_us:.1f} | {b.nbytes / 1e6:.1f} | {b.flops / 1e9:.2f} | "
+                        f"{eff.ceiling_us:.1f} | {eff.bound_by} | {ratio} | {b.note} |")
+            print(f"[bench] {m}:{name}: {eff}", flush=True)
+        table = "\n".join(rows)
+        (a.out / f"{m}.md").write_text(f"# {m}\n\n{ceil.describe()}\n\n{table}\n")
+        print(f"\n## {m}\n{table}\n")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
