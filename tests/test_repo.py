@@ -80,3 +80,14 @@ def test_versions_check_catches_a_pin_that_excludes_the_sibling(tmp_path):
     pp.write_text(pp.read_text().replace("dsv4-a>=0.1,<1", "dsv4-a>=0.2,<1"))
     problems = versions.check(root)
     assert any("requires dsv4-a>=0.2,<1, which excludes the in-repo dsv4-a 0.1.0" in p for p in problems)
+
+
+def test_versions_check_catches_a_stale_dunder_version(tmp_path):
+    root = _fake_repo(tmp_path)
+    init = root / "packages/dsv4-a/src/dsv4_a/__init__.py"
+    init.parent.mkdir()
+    init.write_text('__version__ = "0.1.0"\n')
+    assert not any("__version__" in p for p in versions.check(root))
+    init.write_text('__version__ = "0.0.9"\n')
+    problems = versions.check(root)
+    assert any("__version__ 0.0.9, pyproject.toml has 0.1.0" in p for p in problems), problems

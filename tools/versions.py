@@ -4,6 +4,7 @@
    bumped version (so every changed source ships under a new version number).
 2. Its CHANGELOG.md has an entry for the current version.
 3. Every sibling pin (`dsv4-core>=0.1,<1`) admits the in-repo version of that sibling.
+4. A `__version__ = "…"` in the package's `src/*/__init__.py` equals its pyproject version.
 
 Exit status 1 with one line per problem."""
 
@@ -71,6 +72,11 @@ def check(root: Path) -> list[str]:
             if changed:
                 problems.append(f"{p.name}: {len(changed)} file(s) changed since version {p.version} was set "
                                 f"(commit {commit[:10]}), e.g. {changed[0]}: bump the version and add a CHANGELOG entry")
+        for init in sorted(p.path.glob("src/*/__init__.py")):
+            m = re.search(r'^__version__\s*=\s*["\']([^"\']+)["\']', init.read_text(), re.M)
+            if m and m.group(1) != p.version:
+                problems.append(f"{p.name}: {init.relative_to(root).as_posix()} has __version__ {m.group(1)}, "
+                                f"pyproject.toml has {p.version}")
         for sib, spec in p.sibling_specs.items():
             have = Version(packages[sib].version)
             if not SpecifierSet(spec).contains(have, prereleases=True):

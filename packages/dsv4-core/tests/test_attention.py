@@ -186,10 +186,10 @@ def test_resolve_rows_refuses_and_masks():
     assert out[1].tolist() == [W + 5, -1, -1]
 
 
-def test_kv_tile_fewest_tiles_of_at_most_640():
+def test_kv_tile_fewest_tiles_of_at_most_768():
     from dsv4_core.attention import kv_tile
 
-    assert [kv_tile(k) for k in (1, 128, 130, 640, 648, 1152, 8320)] == [128, 128, 256, 640, 384, 640, 640]
+    assert [kv_tile(k) for k in (1, 128, 130, 640, 648, 1152, 8320)] == [128, 128, 256, 640, 768, 640, 768]
 
 
 def test_pad_rows():
@@ -197,21 +197,51 @@ def test_pad_rows():
     assert r.shape == (8, 256) and (r[3:] == -1).all() and (r[:, 130:] == -1).all()
 
 
-def test_kernel_block_on_simulator():
+def test_default_tiling_covers_the_rows_in_whole_tiles():
+    from dsv4_core.attention import default_tiling
+
+    for k in (1, 128, 130, 640, 648, 1152, 8320):
+        tl = default_tiling(TINY, 10, k)
+        assert tl.nk * tl.kt >= k > (tl.nk - 1) * tl.kt, (k, tl.nk, tl.kt)
+        assert pad_rows(torch.zeros(10, k, dtype=torch.int32), tl.to, tl.kt).shape[1] == tl.nk * tl.kt
+
+
+def test_run_refuses_a_tiling_that_does_not_cover_the_rows():
+    import dataclasses
+
+    from dsv4_core.attention import default_tiling, run_sparse_attn
+
+    q, kv, rows, sink = _case(T=2, K=300, N=400, seed=1)
+    tl = dataclasses.replace(default_tiling(TINY, 2, 300), nk=1)  # 1 × 384 ≥ 300 is fine …
+    bad = dataclasses.replace(tl, kt=128)  # … 1 × 128 is not
+    with pytest.raises(ValueError, match="nk·kt"):
+        run_sparse_attn(TINY, "sim", q, kv, rows, sink, None, None, None, None, tiling=bad,
+                        swap_idx=torch.arange(R, dtype=torch.int32))
+
+
+def test_widen_swap_is_identity_on_the_nope_lanes():
+    from dsv4_core.attention import widen_swap
+
+    sw = torch.tensor([1, 0, 3, 2], dtype=torch.int32)
+    assert widen_swap(sw, 7).tolist() == [0, 1, 2, 4, 3, 6, 5]
+
+
+@pytest.mark.parametrize("k", [150, 900])  # one row tile; two row tiles (the unrolled online softmax)
+def test_kernel_block_on_simulator(k):
     pytest.importorskip("dsv4_rope_tables")
     from dsv4_core import sim
 
-    out, _ = sim.isolated(_kernel_case)
+    out, _ = sim.isolated(_kernel_case, k)
     assert out["ok"], out["report"]
     assert out["masked_row_zero"]
 
 
-def _kernel_case():
+def _kernel_case(K: int = 150):
     from dsv4_core.attention import run_sparse_attn
     from dsv4_rope_tables.pypto_block import rope_rotate, swap_index
 
     cfg = TINY
-    q, kv, rows, sink = _case(T=10, K=150, N=500, seed=5)  # T, K not multiples of the tiles
+    q, kv, rows, sink = _case(T=10, K=K, N=max(500, 2 * K), seed=5)  # T, K not multiples of the tiles
     rows[3] = -1
     cos, sin = rows_at(torch.arange(10) * 977)
     g = torch.Generator().manual_seed(3)
@@ -224,3 +254,17 @@ def _kernel_case():
                           swap_idx=swap_index(R))
     rep = compare(out, ex, ref)
     return {"ok": rep.ok, "report": str(rep), "masked_row_zero": bool((out[3].float() == 0).all())}
+
+
+def test_attention_cases_scenario_plumbing():
+    from dsv4_core.attention_cases import DecodeCase, check_golden, seeded_starts
+
+    st = seeded_starts(4, 100, 200, 7)
+    assert st == seeded_starts(4, 100, 200, 7) and all(100 <= s < 200 for s in st)
+    case = DecodeCase("c", TINY, (5, 60), 3)
+    assert case.batch == 2
+    assert case.positions().tolist() == [[5, 6, 7], [60, 61, 62]]
+    assert case.positions(1).tolist() == [[5, 6, 7]]
+    with pytest.raises(ValueError, match="perturb must be"):
+        check_golden("m", "c", TINY, {}, reference=lambda c, i: None, exact=lambda c, i: None, resolved=None,
+                     call=None, perturb="scale")

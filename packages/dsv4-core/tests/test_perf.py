@@ -31,3 +31,22 @@ def test_faster_than_bytes_is_mispriced():
     assert e.mispriced and "MIS-PRICED" in str(e)
     with pytest.raises(ValueError):
         perf.efficiency(1, 1, 0.0, c)
+
+
+def test_balanced_n_tile_fills_whole_waves_of_cube_cores():
+    from dsv4_core.perf import CUBE_CORES, balanced_n_tile
+
+    # FLASH: hidden 4096 → 24 tiles of 176 (one wave); wo_a 8 groups × 1024 → 48 tiles (two waves)
+    assert balanced_n_tile(4096, 1, m=128) == 176
+    assert balanced_n_tile(1024, 8, m=128) == 176
+    for n, b, m in ((4096, 1, 128), (1024, 8, 32), (7168, 1, 128), (1024, 16, 64), (64, 2, 16)):
+        t = balanced_n_tile(n, b, m=m)
+        assert t % 16 == 0 and 16 <= t <= 256 and 4 * m * t <= 96 * 1024
+
+        def cost(w, n=n, b=b, m=m):
+            return -(-(b * -(-n // w)) // CUBE_CORES) * (m + w)
+
+        assert all(cost(t) <= cost(w) for w in range(16, 257, 16) if 4 * m * w <= 96 * 1024), (n, b, m, t)
+        if t > 16:
+            # a narrower tile would cost more or as much (ties go to the wider tile)
+            assert cost(t) <= cost(t - 16)

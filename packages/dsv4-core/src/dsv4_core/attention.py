@@ -38,6 +38,8 @@ from typing import NamedTuple
 import pypto
 import torch
 
+from dsv4_core.perf import balanced_n_tile
+
 # ------------------------------------------------------------------------------------------
 # torch reference and fp64 exact
 # ------------------------------------------------------------------------------------------
@@ -293,21 +295,24 @@ def write_window_cache(kv_cache: torch.Tensor, ring_pages: torch.Tensor, positio
 class AttnTiling:
     tt: int = 8  # query tokens per attention tile
     to: int = 8  # query tokens per output-projection tile, a multiple of tt (the host pads T to it)
-    kt: int = 128  # KV rows per online-softmax tile (the host pads K to a multiple, −1)
+    kt: int = 128  # KV rows per online-softmax tile
+    nk: int = 1  # online-softmax tiles per index row, unrolled in the kernel (the host pads K to nk·kt, −1)
     hv_s: int = 16  # heads per vector tile of [tt, H, kt] fp32 score tiles
-    hv_o: int = 8  # heads per vector tile of [tt, H, D] fp32 accumulator tiles
+    hv_o: int = 8  # heads per vector tile of [tt, H, D] fp32 accumulator tiles (the finalize: ≤ 32 fits the UB)
     cube_s: tuple = ((16, 16), (128, 256), (128, 128))  # q·kᵀ
     cube_pv: tuple = ((16, 16), (128, 128), (128, 256))  # p·v
     cube_oa: tuple = ((16, 16), (128, 512), (128, 128))  # per-group o·wo_aᵀ
     cube_ob: tuple = ((16, 16), (128, 512), (128, 128))  # o_r·wo_bᵀ
 
 
-KV_TILE_MAX = 640  # rows per online-softmax tile at most: fewer, larger tiles model faster
+# rows per online-softmax tile at most: fewer, larger tiles model faster (HCA at 64K has
+# 128 + 512 + a few rows: one 768-row tile 388 µs vs two 384-row tiles 490 µs, FLASH T=128)
+KV_TILE_MAX = 768
 
 
 def kv_tile(rows_per_token: int) -> int:
     """Rows per online-softmax tile for index rows of this width: the fewest tiles of at
-    most KV_TILE_MAX rows, each rounded up to 128 (K = 648 → 2 × 384, not 2 × 640). The
+    most KV_TILE_MAX rows, each rounded up to 128 (K = 1152 → 2 × 640, not 768 + 384). The
     golden tiles the same way (its bf16 probabilities depend on the running max at each
     tile)."""
     k = max(1, rows_per_token)
@@ -319,15 +324,23 @@ def kv_tile(rows_per_token: int) -> int:
 def default_tiling(cfg, tokens: int = 1, rows_per_token: int = 128) -> AttnTiling:
     """Tiles for `cfg` and a call of `tokens` query tokens with index rows of
     `rows_per_token` columns (the kernel is built per call): attention over tiles of 8, 16
-    or 32 tokens and `kv_tile` rows, the output projection over up to 128 tokens at once."""
+    or 32 tokens and `kv_tile` rows, the output projection over up to 256 tokens at once."""
     h = cfg.num_heads
     m = max(16, min(h, 64))
     tt = 8 if tokens <= 8 else 16 if tokens <= 16 else 32
-    to = min(128 // tt * tt, -(-tokens // tt) * tt)
+    # the projection weights are streamed once per output tile: 256 tokens for long chunks
+    # (128 → 256 took FLASH T=1024 from 2406 to 2344 µs; the host pads T to a multiple of
+    # `to`, so shorter calls keep 128 and waste less padding)
+    to = min((256 if tokens >= 1024 else 128) // tt * tt, -(-tokens // tt) * tt)
     mo = max(16, min(128, to))
-    return AttnTiling(tt=tt, to=to, kt=kv_tile(rows_per_token), hv_s=min(h, 16), hv_o=min(h, 8),
-                      cube_s=((m, m), (128, 256), (128, 128)), cube_pv=((m, m), (128, 128), (128, 256)),
-                      cube_oa=((mo, mo), (128, 512), (128, 128)), cube_ob=((mo, mo), (128, 512), (128, 128)))
+    kt = kv_tile(rows_per_token)
+    na = balanced_n_tile(cfg.o_lora_rank, cfg.o_groups, m=mo)
+    nb = balanced_n_tile(cfg.hidden_size, 1, m=mo)
+    return AttnTiling(tt=tt, to=to, kt=kt, nk=max(1, -(-rows_per_token // kt)), hv_s=min(h, 16), hv_o=min(h, 32),
+                      # whole-row L1 tiles (k = D for q·kᵀ, k = kt for p·v): fewer, larger copies
+                      cube_s=((m, m), (128, cfg.head_dim), (256, 256)), cube_pv=((m, m), (128, kt), (128, 256)),
+                      # weight-streaming projections: column tiles that fill whole waves of cube cores
+                      cube_oa=((mo, mo), (128, 512), (na, na)), cube_ob=((mo, mo), (128, 512), (nb, nb)))
 
 
 def pad_rows(rows: torch.Tensor, tt: int, kt: int) -> torch.Tensor:
@@ -340,28 +353,13 @@ def pad_rows(rows: torch.Tensor, tt: int, kt: int) -> torch.Tensor:
     return out
 
 
-def softmax_states(n: int, tt: int, h: int, d: int) -> list:
-    """n independent online-softmax states (running max [tt, H, 1], denominator [tt, H, 1],
-    accumulator [tt, H, D], fp32)."""
-    F32 = pypto.DT_FP32
-    return [(pypto.tensor([tt, h, 1], F32, f"m_st{u}"), pypto.tensor([tt, h, 1], F32, f"l_st{u}"),
-             pypto.tensor([tt, h, d], F32, f"acc{u}")) for u in range(n)]
-
-
-def sink_softmax_init(m_st, l_st, acc, sink, tt: int, h: int, d: int, hv_o: int):
-    """Online-softmax state at the start of a query tile: running max = the sink logit,
-    running denominator = 1 (the sink's exp(sink − m)), accumulator 0."""
-    pypto.set_vec_tile_shapes(1, h, 1)
-    m_st[:] = pypto.expand_clone(sink, [tt, h, 1])
-    l_st[:] = pypto.full([tt, h, 1], 1.0, pypto.DT_FP32)
-    pypto.set_vec_tile_shapes(1, hv_o, d)
-    acc[:] = pypto.full([tt, h, d], 0.0, pypto.DT_FP32)
-
-
-def sink_softmax_tile(qt, kt_rows, ids, m_st, l_st, acc, *, scale: float, tl: AttnTiling, h: int, d: int):
-    """One tile of kt gathered rows [tt, kt, D] bf16 (ids [tt, kt] i32, −1 = none): scores in
-    fp32, −1e30 bias on masked rows, running max / denominator / accumulator update,
-    P rounded to bf16 before P·V with fp32 accumulation."""
+def sink_softmax_tile(qt, kt_rows, ids, state, sink, *, scale: float, tl: AttnTiling, h: int, d: int):
+    """One tile of kt gathered rows [tt, kt, D] bf16 (ids [tt, kt] i32, −1 = none) folded into
+    the online-softmax state (running max [tt, H, 1], denominator [tt, H, 1], accumulator
+    [tt, H, D], fp32), returned as a new state. `state=None` starts from the sink: running
+    max = the sink logit, denominator = exp(sink − m) (the sink as a zero-valued key), no
+    accumulator pass. Scores in fp32 with a −1e30 bias on masked rows, P rounded to bf16
+    before P·V with fp32 accumulation."""
     F32, BF16 = pypto.DT_FP32, pypto.DT_BF16
     tt, kt = tl.tt, tl.kt
     pypto.set_cube_tile_shapes(*[list(t) for t in tl.cube_s])
@@ -370,17 +368,24 @@ def sink_softmax_tile(qt, kt_rows, ids, m_st, l_st, acc, *, scale: float, tl: At
     bias = pypto.mul(pypto.minimum(pypto.cast(ids, F32), 0.0), 1e30)  # 0 / -1e30
     pypto.set_vec_tile_shapes(1, tl.hv_s, kt)
     s = pypto.add(pypto.mul(s, scale), pypto.reshape(bias, [tt, 1, kt]))
-    m_new = pypto.maximum(m_st, pypto.amax(s, -1, keepdim=True))
-    alpha = pypto.exp(pypto.sub(m_st, m_new))
+    if state is None:
+        pypto.set_vec_tile_shapes(1, h, 1)
+        m_old = pypto.expand_clone(sink, [tt, h, 1])
+        pypto.set_vec_tile_shapes(1, tl.hv_s, kt)
+    else:
+        m_old, l_old, acc = state
+    m_new = pypto.maximum(m_old, pypto.amax(s, -1, keepdim=True))
+    alpha = pypto.exp(pypto.sub(m_old, m_new))  # the first tile: exp(sink − m), the sink's share
     p = pypto.exp(pypto.sub(s, m_new))
-    l_st[:] = pypto.add(pypto.mul(l_st, alpha), pypto.sum(p, -1, keepdim=True))
+    l_new = pypto.sum(p, -1, keepdim=True)
+    l_new = pypto.add(alpha if state is None else pypto.mul(l_old, alpha), l_new)
     pb = pypto.cast(p, BF16, pypto.CastMode.CAST_RINT)
     pypto.set_cube_tile_shapes(*[list(t) for t in tl.cube_pv])
     pv = pypto.matmul(pb, kt_rows, F32)  # [tt, H, D]
+    if state is None:
+        return m_new, l_new, pv
     pypto.set_vec_tile_shapes(1, tl.hv_o, d)
-    acc[:] = pypto.add(pypto.mul(acc, alpha), pv)
-    pypto.set_vec_tile_shapes(1, h, 1)
-    m_st[:] = m_new
+    return m_new, l_new, pypto.add(pypto.mul(acc, alpha), pv)
 
 
 def build_sparse_attn_kernel(cfg, tiling: AttnTiling | None = None, run_mode=None, *, inverse_rope: bool = True,
@@ -388,10 +393,13 @@ def build_sparse_attn_kernel(cfg, tiling: AttnTiling | None = None, run_mode=Non
     """The sparse-attention kernel for `cfg` (every size from the config):
 
         kernel(q [T, H, D] bf16, kv [N, D] bf16, rows [T, K] i32, sink [1, H, 1] f32,
-               cos [T, R] f32, sin [T, R] f32, swap [R] i32, wo_a [G, O, hpg·D] bf16,
+               cos [T, D] f32, sin [T, D] f32, swap [D] i32, wo_a [G, O, hpg·D] bf16,
                wo_b [hidden, G·O] bf16, out [T, hidden] bf16)
 
-    T, K and N are dynamic; T a multiple of `tiling.to`, K of `tiling.kt` (`pad_rows`).
+    cos / sin / swap are the canonical RoPE rows and pair swap widened to the head
+    (`run_sparse_attn`, `widen_swap`): cos 1, sin 0 and the identity on the D − R nope lanes.
+    T and N are dynamic, T a multiple of `tiling.to`; K = `tiling.nk · tiling.kt` (`pad_rows`):
+    the kernel is built per index-row width.
     `rope_block` is dsv4-rope-tables' `pypto_block.rope_rotate` unless injected."""
     from dsv4_core.blocks import to_bf16
 
@@ -399,53 +407,51 @@ def build_sparse_attn_kernel(cfg, tiling: AttnTiling | None = None, run_mode=Non
         from dsv4_rope_tables.pypto_block import rope_rotate as rope_block
 
     tl = tiling or default_tiling(cfg)
-    H, D, R, G = cfg.num_heads, cfg.head_dim, cfg.rope_dim, cfg.o_groups
+    H, D, G = cfg.num_heads, cfg.head_dim, cfg.o_groups
     OR, GIN, DH = cfg.o_lora_rank, cfg.group_in_dim, cfg.hidden_size
-    NOPE, TT, KT, TO = D - R, tl.tt, tl.kt, tl.to
+    TT, KT, TO, NK = tl.tt, tl.kt, tl.to, tl.nk
     SCALE = float(cfg.softmax_scale)
     F32, BF16, I32 = pypto.DT_FP32, pypto.DT_BF16, pypto.DT_INT32
-    DYN, ST = pypto.DYNAMIC, pypto.STATIC
+    DYN = pypto.DYNAMIC
     Tn = pypto.Tensor
     opts = {"run_mode": pypto.RunMode.SIM if run_mode is None else run_mode}
-    hv_r = max(1, min(H, 8192 // (TT * R)))
 
     @pypto.frontend.jit(runtime_options=opts)
     def sparse_attn(q: Tn([DYN, H, D], BF16), kv: Tn([DYN, D], BF16), rows: Tn([DYN, DYN], I32),
-                    sink: Tn([1, H, 1], F32), cos: Tn([DYN, R], F32), sin: Tn([DYN, R], F32), swap: Tn([ST], I32),
+                    sink: Tn([1, H, 1], F32), cos: Tn([DYN, D], F32), sin: Tn([DYN, D], F32), swap: Tn([D], I32),
                     wo_a: Tn([G, OR, GIN], BF16), wo_b: Tn([DH, G * OR], BF16), out: Tn([DYN, DH], BF16)):
         n = q.shape[0]
-        nk = rows.shape[1]
-        # one online-softmax state per attention tile of an output tile: the tiles are
-        # independent (and a shared state would need ordering the graph does not keep)
-        states = softmax_states(TO // TT, TT, H, D)
+        # straight-line code inside one loop body: pypto runs the code between two loops as
+        # one root function and the root functions one after another, so the TO // TT
+        # attention tiles and their NK row tiles are unrolled here (a pypto.loop per tile
+        # serialised them: 5–8 % of the ceiling), and the scheduler overlaps them
         for i in pypto.loop(n // TO, name="o_tiles", idx_name="i"):
             parts = []  # attention outputs of the TO // TT tiles, RoPE undone, bf16 [TT, H, D]
-            for u in range(TO // TT):  # unrolled: a third pypto.loop level crashes 0.2.0's interpreter
+            for u in range(TO // TT):
                 off = i * TO + u * TT
-                m_st, l_st, acc = states[u]
                 qt = pypto.view(q, [TT, H, D], [off, 0, 0])
-                sink_softmax_init(m_st, l_st, acc, sink, TT, H, D, tl.hv_o)
-                for j in pypto.loop(nk // KT, name=f"kv_tiles{u}", idx_name=f"j{u}"):
+                state = None
+                for j in range(NK):
                     ids = pypto.view(rows, [TT, KT], [off, j * KT])
                     pypto.set_vec_tile_shapes(TT, KT)
                     safe = pypto.maximum(ids, 0)
                     pypto.set_vec_tile_shapes(1, 16, D)
                     kt_rows = pypto.index_select(kv, 0, safe)  # [TT, KT, D] gather
-                    sink_softmax_tile(qt, kt_rows, ids, m_st, l_st, acc, scale=SCALE, tl=tl, h=H, d=D)
+                    state = sink_softmax_tile(qt, kt_rows, ids, state, sink, scale=SCALE, tl=tl, h=H, d=D)
+                _, l_st, acc = state
                 pypto.set_vec_tile_shapes(1, tl.hv_o, D)
                 o = to_bf16(pypto.div(acc, l_st))  # [TT, H, D]
-                o_nope = pypto.view(o, [TT, H, NOPE], [0, 0, 0])
-                o_rope = pypto.view(o, [TT, H, R], [0, 0, NOPE])
                 if inverse_rope:
-                    ct = pypto.view(cos, [TT, R], [off, 0])
-                    st = pypto.view(sin, [TT, R], [off, 0])
-                    pypto.set_vec_tile_shapes(TT, R)
-                    c3 = pypto.reshape(ct, [TT, 1, R])
-                    s3 = pypto.reshape(st, [TT, 1, R])
-                    pypto.set_vec_tile_shapes(1, hv_r, R)
-                    o_rope = to_bf16(rope_block(pypto.cast(o_rope, F32), c3, s3, swap, inverse=True))
-                pypto.set_vec_tile_shapes(1, tl.hv_o, D)
-                parts.append(pypto.concat([o_nope, o_rope], -1))
+                    # full-width rows (cos 1, sin 0, identity swap on the nope lanes): the
+                    # rotation is exact there, and no lane views / concat round-trip memory
+                    ct = pypto.view(cos, [TT, D], [off, 0])
+                    st = pypto.view(sin, [TT, D], [off, 0])
+                    pypto.set_vec_tile_shapes(TT, D)
+                    c3 = pypto.reshape(ct, [TT, 1, D])
+                    s3 = pypto.reshape(st, [TT, 1, D])
+                    pypto.set_vec_tile_shapes(1, tl.hv_o, D)
+                    o = to_bf16(rope_block(pypto.cast(o, F32), c3, s3, swap, inverse=True))
+                parts.append(o)
             pypto.set_vec_tile_shapes(1, tl.hv_o, D)
             o_buf = pypto.concat(parts, 0) if len(parts) > 1 else parts[0]  # [TO, H, D]
             # grouped output projection once per TO tokens: the weights are read n / TO times
@@ -472,6 +478,14 @@ def grouped_oproj(o, wo_a, wo_b, *, tl: AttnTiling, tt: int, g: int, o_rank: int
     return pypto.matmul(y, wo_b, BF16, b_trans=True)
 
 
+def widen_swap(swap_idx: torch.Tensor, head_dim: int) -> torch.Tensor:
+    """The kernel's pair swap over the whole head: identity on the first D − R (nope) lanes,
+    the RoPE block's `swap_index(R)` shifted onto the last R lanes."""
+    R = swap_idx.numel()
+    nope = head_dim - R
+    return torch.cat([torch.arange(nope, dtype=torch.int32), swap_idx.to(torch.int32) + nope])
+
+
 def run_sparse_attn(cfg, backend: str, q, src: torch.Tensor, rows: torch.Tensor, sink, cos, sin, wo_a, wo_b, *,
                     name: str = "sparse_attn", tiling: AttnTiling | None = None, inverse_rope: bool = True,
                     values: bool = True, rope_block=None, swap_idx: torch.Tensor | None = None) -> torch.Tensor:
@@ -488,17 +502,21 @@ def run_sparse_attn(cfg, backend: str, q, src: torch.Tensor, rows: torch.Tensor,
     T = q.shape[0]
     tl = tiling or default_tiling(cfg, T, rows.shape[1])
     rp = pad_rows(rows, tl.to, tl.kt)
+    if rp.shape[1] != tl.nk * tl.kt:
+        raise ValueError(f"tiling: nk·kt = {tl.nk}·{tl.kt} must cover the {rows.shape[1]} index columns "
+                         f"in whole tiles ({rp.shape[1]} after padding); see default_tiling")
     Tp = rp.shape[0]
     dev = q.device
     H, D, R = cfg.num_heads, cfg.head_dim, cfg.rope_dim
     qp = torch.zeros(Tp, H, D, dtype=torch.bfloat16, device=dev)
     qp[:T] = q
-    cp = torch.ones(Tp, R, dtype=torch.float32, device=dev)
-    spd = torch.zeros(Tp, R, dtype=torch.float32, device=dev)
-    cp[:T], spd[:T] = cos, sin
+    cp = torch.ones(Tp, D, dtype=torch.float32, device=dev)
+    spd = torch.zeros(Tp, D, dtype=torch.float32, device=dev)
+    cp[:T, D - R:], spd[:T, D - R:] = cos, sin
+    swap_full = widen_swap(swap_idx, D)
     out = torch.zeros(Tp, cfg.hidden_size, dtype=torch.bfloat16, device=dev)
     args = [qp, src.contiguous(), rp.to(dev), sink.float().reshape(1, H, 1).contiguous(), cp, spd,
-            swap_idx.to(dev), wo_a.contiguous(), wo_b.contiguous(), out]
+            swap_full.to(dev), wo_a.contiguous(), wo_b.contiguous(), out]
     kernel = build_sparse_attn_kernel(cfg, tl, run_mode=runtime_options(backend)["run_mode"],
                                       inverse_rope=inverse_rope, rope_block=rope_block)
     if backend == "sim":

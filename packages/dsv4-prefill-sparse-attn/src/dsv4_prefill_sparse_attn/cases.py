@@ -5,8 +5,8 @@ Small tier (TINY preset and shards), one chunk of one request each: SWA from pos
 the ring page), HCA across a compressed-entry boundary, HCA near 1M (8191+ entries), CSA
 with fewer valid top-k entries than k, CSA from position 0 (empty compressed set at the
 start), a TP shard and PRO group geometry. Flash tier: FLASH prefill T=1024 at 64K context
-per kind — numbers on a chunk of `value_tokens` tokens at the same start, the full chunk
-timed with the cost model alone."""
+per kind — numbers on the first `value_tokens` = 128 tokens of the chunk (the largest slice
+the interpreter holds in 24 GB), the full chunk timed with the cost model alone."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import dataclasses
 import torch
 
 from dsv4_core import FLASH, PRO, TINY, AttentionConfig, shard_heads
-from dsv4_core.attention import make_attention_inputs, run_sparse_attn, traffic
-from dsv4_core.compare import compare
+from dsv4_core.attention import make_attention_inputs, traffic
+from dsv4_core.attention_cases import check_golden, time_case
 from dsv4_core.golden import BenchOutcome, GoldenOutcome
 
 from .reference import _resolved, prefill_exact, prefill_reference
@@ -49,10 +49,9 @@ SMALL_CASES = [
     Case("pro-tp8-hca-T4", shard_heads(PRO, 8), 128, 600, 4),
 ]
 CTX_64K = 65536
-# the cost model takes over 15 minutes for one T = 1024 chunk on this machine: the golden
-# times the first 128 tokens of the chunk (one output-projection tile; the T = 1024 kernel
-# runs 8 such tiles in its outer loop), `bench` times the full chunk
-FLASH_CASES = [Case(f"flash-prefill-{k}-T1024", FLASH, r, CTX_64K, 1024, value_tokens=8, time_tokens=128)
+# the interpreter holds 128 tokens of a FLASH chunk with 640 rows each (about 15 GB, 3
+# minutes); the cost model times the whole T = 1024 chunk (1–2 minutes)
+FLASH_CASES = [Case(f"flash-prefill-{k}-T1024", FLASH, r, CTX_64K, 1024, value_tokens=128)
                for k, r in (("swa", 0), ("hca", 128), ("csa", 4))]
 BENCH = [Case(f"flash-prefill-{k}-T1024", FLASH, r, CTX_64K, 1024) for k, r in (("swa", 0), ("hca", 128), ("csa", 4))]
 CASES = {c.name: c for c in SMALL_CASES + FLASH_CASES}
@@ -83,46 +82,27 @@ def call(inp: dict, cfg: AttentionConfig, backend: str) -> torch.Tensor:
 
 
 def golden(name: str, *, perturb: str | None = None) -> GoldenOutcome:
-    """Kernel on the simulator vs the golden. perturb="sink" adds 1 to the kernel's sink;
-    perturb="rope" builds the kernel without the inverse RoPE: the check must fail."""
-    from dsv4_core import sim
-    from dsv4_rope_tables.pypto_block import rope_rotate, swap_index
-
+    """Kernel on the simulator vs the golden (`dsv4_core.attention_cases.check_golden`);
+    perturb "sink" / "rope" must make the check fail."""
     case = CASES[name]
     cfg = case.config
     inp = make_inputs(case, case.value_tokens)
-    ref = prefill_reference(cfg, inp)
-    exact = prefill_exact(cfg, inp)
-    src, rows, cos, sin = _resolved(cfg, inp)
-    if perturb is None:
-        out = call(inp, cfg, "sim")
-    elif perturb in ("sink", "rope"):
-        sink = inp["attn_sink"] + (1.0 if perturb == "sink" else 0.0)
-        out = run_sparse_attn(cfg, "sim", inp["q"], src, rows, sink, cos, sin, inp["wo_a"], inp["wo_b"],
-                              inverse_rope=perturb != "rope", rope_block=rope_rotate, swap_idx=swap_index(cfg.rope_dim))
-    else:
-        raise ValueError(f"perturb must be None, 'sink' or 'rope', got {perturb!r}")
-    reports = [compare(out, exact, ref, name="attn_out")]
-    run = sim.last_run()
+    _, rows, _, _ = _resolved(cfg, inp)
     note = f"T={inp['q'].shape[0]} K={rows.shape[1]} ratio={case.ratio}"
-    if case.value_tokens is not None and perturb is None:
-        run, _ = _cost_model_run(case, case.time_tokens)
+    timing = None
+    if case.value_tokens is not None:
         timed = case.time_tokens or case.tokens
         note = (f"values on T={case.value_tokens} of {case.tokens} at the same start; µs for T={timed} "
                 f"of {case.tokens} (cost model alone)")
-    return GoldenOutcome(MODULE, name, reports, run, note=note)
+
+        def timing():
+            return _cost_model_run(case, case.time_tokens)[0]
+    return check_golden(MODULE, name, cfg, inp, reference=prefill_reference, exact=prefill_exact, resolved=_resolved,
+                        call=call, perturb=perturb, note=note, timing=timing)
 
 
 def _cost_model_run(case: Case, tokens: int | None = None):
-    from dsv4_core import sim
-    from dsv4_rope_tables.pypto_block import rope_rotate, swap_index
-
-    cfg = case.config
-    inp = make_inputs(case, tokens, materialize=False)
-    src, rows, cos, sin = _resolved(cfg, inp)
-    run_sparse_attn(cfg, "sim", inp["q"], src, rows, inp["attn_sink"], cos, sin, inp["wo_a"], inp["wo_b"],
-                    values=False, name=case.name, rope_block=rope_rotate, swap_idx=swap_index(cfg.rope_dim))
-    return sim.last_run(), rows
+    return time_case(case.config, make_inputs(case, tokens, materialize=False), _resolved, case.name)
 
 
 def bench(name: str) -> BenchOutcome:

@@ -2,18 +2,17 @@
 
 Small tier (TINY preset and shards): positions < 128 (partial window), ring wrap-around
 with S = 2 (the step's own tokens through the overlay), a TP shard, PRO group geometry
-(PRO sharded to 16 heads). Flash tier: FLASH decode B=64, S=2 — numbers on a slice of
-`value_batch` requests, the full case timed with the cost model alone."""
+(PRO sharded to 16 heads). Flash tier: FLASH decode B=64, S=2 — numbers on
+the full case in the interpreter (T = 128 tokens: about 3 minutes and 15 GB), timed by the
+cost model in the same run."""
 
 from __future__ import annotations
-
-import dataclasses
 
 import torch
 
 from dsv4_core import FLASH, PRO, TINY, AttentionConfig, shard_heads
-from dsv4_core.attention import make_attention_inputs, run_sparse_attn, traffic
-from dsv4_core.compare import compare
+from dsv4_core.attention import make_attention_inputs, traffic
+from dsv4_core.attention_cases import DecodeCase, check_golden, seeded_starts, time_case
 from dsv4_core.golden import BenchOutcome, GoldenOutcome
 
 from .reference import _resolved, swa_exact, swa_reference
@@ -22,39 +21,17 @@ MODULE = "sparse_attn_swa"
 RATIO = 0
 
 
-@dataclasses.dataclass(frozen=True)
-class Case:
-    name: str
-    config: AttentionConfig
-    starts: tuple  # first position of each request's step
-    seq: int  # S tokens per request
-    seed: int = 0
-    value_batch: int | None = None  # flash tier: requests checked in the interpreter
-
-    @property
-    def batch(self) -> int:
-        return len(self.starts)
-
-    def positions(self, batch: int | None = None) -> torch.Tensor:
-        st = torch.tensor(self.starts[:batch or self.batch], dtype=torch.int64)
-        return st[:, None] + torch.arange(self.seq)[None, :]
-
-
-def _flash_starts(n: int, lo: int, hi: int, seed: int) -> tuple:
-    g = torch.Generator().manual_seed(seed)
-    return tuple(int(v) for v in torch.randint(lo, hi, (n,), generator=g))
-
-
+Case = DecodeCase
 SMALL_CASES = [
     Case("tiny-partial-B2S1", TINY, (5, 60), 1),
     Case("tiny-wrap-B2S2", TINY, (130, 383), 2),
     Case("tiny-tp2-B2S2", shard_heads(TINY, 2), (126, 1000), 2),
     Case("pro-tp8-B1S2", shard_heads(PRO, 8), (70000,), 2),
 ]
-FLASH_CASES = [Case("flash-decode-B64S2", FLASH, _flash_starts(64, 0, 65536, 1), 2, value_batch=4)]
+FLASH_CASES = [Case("flash-decode-B64S2", FLASH, seeded_starts(64, 0, 65536, 1), 2)]
 BENCH = [
-    Case("flash-decode-B64S2", FLASH, _flash_starts(64, 0, 65536, 1), 2),
-    Case("pro-decode-B64S2", PRO, _flash_starts(64, 0, 65536, 2), 2),
+    Case("flash-decode-B64S2", FLASH, seeded_starts(64, 0, 65536, 1), 2),
+    Case("pro-decode-B64S2", PRO, seeded_starts(64, 0, 65536, 2), 2),
 ]
 CASES = {c.name: c for c in SMALL_CASES + FLASH_CASES}
 BENCH_CASES_BY_NAME = {c.name: c for c in BENCH}
@@ -75,50 +52,30 @@ def call(inp: dict, cfg: AttentionConfig, backend: str) -> torch.Tensor:
 
 
 def golden(name: str, *, perturb: str | None = None) -> GoldenOutcome:
-    """Kernel on the simulator vs the golden. perturb="sink" adds 1 to the kernel's sink;
-    perturb="rope" builds the kernel without the inverse RoPE: the check must fail."""
-    from dsv4_core import sim
-    from dsv4_rope_tables.pypto_block import rope_rotate, swap_index
-
+    """Kernel on the simulator vs the golden (`dsv4_core.attention_cases.check_golden`);
+    perturb "sink" / "rope" must make the check fail."""
     case = CASES[name]
     cfg = case.config
     inp = make_inputs(case, case.value_batch)
-    ref = swa_reference(cfg, inp)
-    exact = swa_exact(cfg, inp)
-    if perturb is None:
-        out = call(inp, cfg, "sim")
-    elif perturb in ("sink", "rope"):
-        src, rows, cos, sin = _resolved(cfg, inp)
-        sink = inp["attn_sink"] + (1.0 if perturb == "sink" else 0.0)
-        out = run_sparse_attn(cfg, "sim", inp["q"], src, rows, sink, cos, sin, inp["wo_a"], inp["wo_b"],
-                              inverse_rope=perturb != "rope", rope_block=rope_rotate, swap_idx=swap_index(cfg.rope_dim))
-    else:
-        raise ValueError(f"perturb must be None, 'sink' or 'rope', got {perturb!r}")
-    reports = [compare(out, exact, ref, name="attn_out")]
-    run = sim.last_run()
     note = f"T={inp['q'].shape[0]} K={cfg.window}"
-    if case.value_batch is not None and perturb is None:
-        run = _cost_model_run(case)
+    timing = None
+    if case.value_batch is not None:
         note = f"values on B={case.value_batch} of {case.batch} (T={inp['q'].shape[0]}); µs for the full B={case.batch}"
-    return GoldenOutcome(MODULE, name, reports, run, note=note)
+
+        def timing():
+            return _cost_model_run(case)[0]
+    return check_golden(MODULE, name, cfg, inp, reference=swa_reference, exact=swa_exact, resolved=_resolved,
+                        call=call, perturb=perturb, note=note, timing=timing)
 
 
 def _cost_model_run(case: Case):
-    from dsv4_core import sim
-    from dsv4_rope_tables.pypto_block import rope_rotate, swap_index
-
-    cfg = case.config
-    inp = make_inputs(case, materialize=False)
-    src, rows, cos, sin = _resolved(cfg, inp)
-    run_sparse_attn(cfg, "sim", inp["q"], src, rows, inp["attn_sink"], cos, sin, inp["wo_a"], inp["wo_b"],
-                    values=False, name=case.name, rope_block=rope_rotate, swap_idx=swap_index(cfg.rope_dim))
-    return sim.last_run()
+    return time_case(case.config, make_inputs(case, materialize=False), _resolved, case.name)
 
 
 def bench(name: str) -> BenchOutcome:
     """Cost model only (values=False) at full size."""
     case = BENCH_CASES_BY_NAME[name]
-    run = _cost_model_run(case)
+    run, _ = _cost_model_run(case)
     T = case.batch * case.seq
     nbytes, flops = traffic(case.config, T, case.config.window)
     return BenchOutcome(MODULE, name, run.aicore_us, nbytes, flops, cores=run.cores,
