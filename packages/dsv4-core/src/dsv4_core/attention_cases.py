@@ -1,7 +1,8 @@
 """Scenario plumbing shared by the sparse-attention packages' `cases.py` (their tests,
 `nox -s golden` and `nox -s bench`): the decode scenario record, seeded request starts, the
 golden check of one scenario — the kernel on the simulator against the package's golden,
-plus the two perturbations that must make it fail — and the cost-model timing run.
+plus the two perturbations that must make it fail — (`check_golden`, and
+`check_decode_case` for a decode scenario) and the cost-model timing run.
 
 Each package supplies what differs: its inputs, its golden and fp64 references, and
 `resolved(cfg, inputs) -> (kv source, physical rows, cos, sin)`, its index resolution."""
@@ -85,6 +86,27 @@ def check_golden(module: str, name: str, cfg, inp: dict, *, reference: Callable,
     if timing is not None and perturb is None:
         run = timing()
     return GoldenOutcome(module, name, reports, run, note=note)
+
+
+def check_decode_case(module: str, case: DecodeCase, make_inputs: Callable, *, reference: Callable,
+                      exact: Callable, resolved: Callable, call: Callable,
+                      perturb: str | None = None) -> GoldenOutcome:
+    """`check_golden` for a decode scenario: numbers on `case.value_batch` requests (all when
+    None), the full batch timed by the cost model alone when only a slice was checked.
+    `make_inputs(case, batch=None, materialize=True)` is the package's input builder."""
+    cfg = case.config
+    inp = make_inputs(case, case.value_batch)
+    T = inp["q"].shape[0]
+    _, rows, _, _ = resolved(cfg, inp)
+    note = f"T={T} K={rows.shape[1]}"
+    timing = None
+    if case.value_batch is not None:
+        note = f"values on B={case.value_batch} of {case.batch} (T={T}); µs for the full B={case.batch}"
+
+        def timing():
+            return time_case(cfg, make_inputs(case, materialize=False), resolved, case.name)[0]
+    return check_golden(module, case.name, cfg, inp, reference=reference, exact=exact, resolved=resolved, call=call,
+                        perturb=perturb, note=note, timing=timing)
 
 
 def time_case(cfg, inp: dict, resolved: Callable, name: str):

@@ -36,15 +36,16 @@ MIN_MATMUL_TFLOPS = 185.0
 last_run = sim.last_run
 
 # The modelled chip's cube (AIC) cores: the cost model's swim lanes hold 24 AIC and 48 AIV
-# lanes. A weight-streaming matmul runs at ≈ 1/24 of the copy bandwidth per cube core, so
-# its time is (waves of tasks over these cores) × (bytes per task).
+# lanes. Each cube task streams its operands at a roughly fixed per-core rate, so a
+# weight-streaming matmul takes about (waves of tasks over these cores) × (bytes per task).
 CUBE_CORES = 24
 
 
 def balanced_n_tile(n: int, batches: int = 1, *, m: int = 128, cores: int = CUBE_CORES) -> int:
     """The output-column tile (a multiple of 16) for a matmul with `n` output columns per
-    batch, `batches` batches, `m` rows per tile, that minimises waves × tile width — i.e.
-    the modelled time of a weight-streaming matmul whose tasks are one n-tile each. Bounded
+    batch, `batches` batches, `m` rows per tile, that minimises waves × (m + tile width) —
+    the modelled time of a matmul whose tasks each stream one [t, K] weight tile and re-read
+    the [m, K] activations (bytes per task ∝ m + t). Bounded
     by the L0 buffers: n ≤ 256 and the fp32 [m, n] accumulator ≤ 96 KB."""
     hi = max(16, min(256, (96 * 1024 // (4 * max(m, 1))) // 16 * 16, -(-n // 16) * 16))
     best = None

@@ -20,7 +20,7 @@ from dsv4_core.attention import write_window_cache as update_window_cache
 from dsv4_rope_tables import profile_for_ratio, require_abi, rope_rows, rotate
 from dsv4_rope_tables.pypto_block import rope_rotate, swap_index
 
-__version__ = "0.2.0"
+__version__ = "0.2.1"
 ROPE_ABI_CONSUMED = "dsv4-rope/1"
 require_abi("dsv4-sparse-attn-swa", ROPE_ABI_CONSUMED)
 COMPRESS_RATIO = 0

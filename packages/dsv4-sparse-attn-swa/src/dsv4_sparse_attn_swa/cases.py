@@ -2,9 +2,9 @@
 
 Small tier (TINY preset and shards): positions < 128 (partial window), ring wrap-around
 with S = 2 (the step's own tokens through the overlay), a TP shard, PRO group geometry
-(PRO sharded to 16 heads). Flash tier: FLASH decode B=64, S=2 — numbers on
-the full case in the interpreter (T = 128 tokens: about 3 minutes and 15 GB), timed by the
-cost model in the same run."""
+(PRO sharded to 16 heads). Flash tier: FLASH decode B=64, S=2 — numbers on the full
+case in the interpreter (T = 128 tokens: about 3 minutes and 15 GB), timed by the cost
+model in the same run."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import torch
 
 from dsv4_core import FLASH, PRO, TINY, AttentionConfig, shard_heads
 from dsv4_core.attention import make_attention_inputs, traffic
-from dsv4_core.attention_cases import DecodeCase, check_golden, seeded_starts, time_case
+from dsv4_core.attention_cases import DecodeCase, check_decode_case, seeded_starts, time_case
 from dsv4_core.golden import BenchOutcome, GoldenOutcome
 
 from .reference import _resolved, swa_exact, swa_reference
@@ -52,20 +52,10 @@ def call(inp: dict, cfg: AttentionConfig, backend: str) -> torch.Tensor:
 
 
 def golden(name: str, *, perturb: str | None = None) -> GoldenOutcome:
-    """Kernel on the simulator vs the golden (`dsv4_core.attention_cases.check_golden`);
+    """Kernel on the simulator vs the golden (`dsv4_core.attention_cases.check_decode_case`);
     perturb "sink" / "rope" must make the check fail."""
-    case = CASES[name]
-    cfg = case.config
-    inp = make_inputs(case, case.value_batch)
-    note = f"T={inp['q'].shape[0]} K={cfg.window}"
-    timing = None
-    if case.value_batch is not None:
-        note = f"values on B={case.value_batch} of {case.batch} (T={inp['q'].shape[0]}); µs for the full B={case.batch}"
-
-        def timing():
-            return _cost_model_run(case)[0]
-    return check_golden(MODULE, name, cfg, inp, reference=swa_reference, exact=swa_exact, resolved=_resolved,
-                        call=call, perturb=perturb, note=note, timing=timing)
+    return check_decode_case(MODULE, CASES[name], make_inputs, reference=swa_reference, exact=swa_exact,
+                             resolved=_resolved, call=call, perturb=perturb)
 
 
 def _cost_model_run(case: Case):
