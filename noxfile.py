@@ -3,7 +3,8 @@
 
     nox                     what CI runs: lint, build, versions, tests (every package; they run every
                             kernel's small-preset golden cases on the simulator), crosscheck
-    nox -s golden           every kernel on the CPU simulator vs its golden (small + FLASH), one table
+    nox -s golden           the main job: every kernel on the CPU simulator vs its golden (small presets), one table
+    nox -s golden_full      the same plus the whole FLASH / PRO tier
     nox -s "tests(package='dsv4-core')"   one package in a fresh env with only its dependencies
     nox -s bench            cost-model µs vs the modelled ceiling, FLASH / PRO shapes
 
@@ -45,13 +46,29 @@ def _wheel(name: str) -> str:
     return str(whl)
 
 
-def _install_from_dist(session: nox.Session, names: list[str], *extra: str) -> None:
-    wheels = []
+# dsv4-core's `sim` extra: what pypto's simulator tooling needs (every session runs the simulator)
+EXTRAS = {"dsv4-core": "[sim]"}
+
+
+def _closure(names: list[str]) -> list[str]:
+    order: list[str] = []
     for n in names:
-        for s in pkgs.closure(n, PACKAGES):
-            if _wheel(s) not in wheels:
-                wheels.append(_wheel(s))
+        order += [s for s in pkgs.closure(n, PACKAGES) if s not in order]
+    return order
+
+
+def _install_from_dist(session: nox.Session, names: list[str], *extra: str) -> None:
+    """The packages as the wheels `nox -s build` made: proves each installs alone."""
+    wheels = [_wheel(s) + EXTRAS.get(s, "") for s in _closure(names)]
     session.install("-c", CONSTRAINTS, *wheels, *extra)
+
+
+def _install_from_source(session: nox.Session, names: list[str], *extra: str) -> None:
+    """The packages built from the working tree in this session (no `nox -s build` needed,
+    never a stale wheel): for the golden and bench jobs."""
+    session.install("hatchling==1.33.0")
+    paths = [str(PACKAGES[s].path) + EXTRAS.get(s, "") for s in _closure(names)]
+    session.install("-c", CONSTRAINTS, "--no-build-isolation", *paths, *extra)
 
 
 @nox.session(python=PYTHON)
@@ -99,14 +116,21 @@ def crosscheck(session: nox.Session) -> None:
 
 
 def _golden(session: nox.Session, module: str | None, tier: str) -> None:
-    _install_from_dist(session, sorted(PACKAGES))
+    _install_from_source(session, sorted(PACKAGES))
     args = ["--tier", tier] + (["--module", module] if module else [])
     session.run("python", "tools/golden.py", *args, *session.posargs, env=SIM_ENV)
 
 
 @nox.session(python=PYTHON)
 def golden(session: nox.Session) -> None:
-    """Every kernel on the CPU simulator vs its golden at small and FLASH shapes, one table."""
+    """The main job: every kernel on the CPU simulator vs its golden at the small presets,
+    one line per case as it goes and one table (minutes; no step before it)."""
+    _golden(session, None, "small")
+
+
+@nox.session(python=PYTHON)
+def golden_full(session: nox.Session) -> None:
+    """`golden` plus the whole FLASH / PRO tier (about half an hour, up to ≈ 15 GB for one case)."""
     _golden(session, None, "all")
 
 
@@ -137,14 +161,8 @@ def _register_per_module(kind: str, fn) -> None:
 _register_per_module("golden", lambda session, m: _golden(session, m, "all"))
 
 
-@nox.session(python=PYTHON)
-def golden_small(session: nox.Session) -> None:
-    """Every kernel vs its golden at the small presets only (the packages' tests run the same cases)."""
-    _golden(session, None, "small")
-
-
 def _bench(session: nox.Session, module: str | None) -> None:
-    _install_from_dist(session, sorted(PACKAGES))
+    _install_from_source(session, sorted(PACKAGES))
     session.run("python", "tools/bench.py", *(["--module", module] if module else []), *session.posargs,
                 env=SIM_ENV)
 

@@ -49,7 +49,8 @@ def _fake_repo(tmp_path: Path) -> Path:
         d = root / "packages" / name
         (d / "src").mkdir(parents=True)
         (d / "pyproject.toml").write_text(
-            f'[project]\nname = "{name}"\nversion = "0.1.0"\ndependencies = [{", ".join(deps)}]\n')
+            f'[project]\nname = "{name}"\nversion = "0.1.0"\ndependencies = [{", ".join(deps)}]\n'
+            '[tool.dsv4]\nfloor = "core"\n')
         (d / "CHANGELOG.md").write_text("# Changelog\n\n## 0.1.0\n\n- first\n")
         (d / "src" / "mod.py").write_text("x = 1\n")
     _git(root.parent, "init", "-q", str(root))

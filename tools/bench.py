@@ -22,9 +22,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=pkgs.ROOT / "build" / "bench")
     a = ap.parse_args(argv)
 
-    from dsv4_core import perf, sim
+    from dsv4_core import chip, sim
 
-    ceil = perf.load_ceilings()
+    ceil = chip.load_ceilings()
     print("modelled chip ceilings (pypto cost model, Ascend 910B2 model):")
     print(f"  copy bandwidth : {ceil.copy_gbps:.1f} GB/s   ({ceil.copy_config})")
     print(f"  bf16 matmul    : {ceil.matmul_tflops:.1f} TFLOP/s ({ceil.matmul_config})")
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"[bench] {m}:{name} ERROR {type(e).__name__}: {str(e)[:1500]}", flush=True)
                 rows.append(f"| {name} | ERROR | | | | | | {type(e).__name__} |")
                 continue
-            eff = perf.efficiency(b.nbytes, b.flops, b.modelled_us, ceil)
+            eff = chip.efficiency(b.nbytes, b.flops, b.modelled_us, ceil)
             ratio = "mis-priced" if eff.mispriced else f"{eff.ratio:.0%}"
             rows.append(f"| {name} | {b.modelled_us:.1f} | {b.nbytes / 1e6:.1f} | {b.flops / 1e9:.2f} | "
                         f"{eff.ceiling_us:.1f} | {eff.bound_by} | {ratio} | {b.note} |")

@@ -17,6 +17,9 @@ else:  # pragma: no cover
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES_DIR = ROOT / "packages"
+# The floors, bottom first: a package imports only packages on lower floors, except that a
+# family package may build on another family package.
+FLOORS = ("core", "rope", "family", "module", "layer")
 _REQ_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(.*)$")
 
 
@@ -31,6 +34,7 @@ class Package:
     path: Path
     import_name: str
     module: str | None  # golden/bench module key ([tool.dsv4] module), None: no kernel
+    floor: str  # [tool.dsv4] floor: where it stands in the one-way dependency order (FLOORS)
     requires: tuple[str, ...]  # raw requirement strings
     sibling_specs: dict  # sibling name -> specifier string
 
@@ -47,13 +51,17 @@ def load(path: Path) -> Package:
     proj = data["project"]
     name = normalize(proj["name"])
     reqs = tuple(proj.get("dependencies", []))
+    tool = data.get("tool", {}).get("dsv4", {})
+    floor = tool.get("floor", "")
+    if floor not in FLOORS:
+        raise ValueError(f"{path / 'pyproject.toml'}: [tool.dsv4] floor must be one of {FLOORS}, got {floor!r}")
     return Package(name=name, version=proj["version"], path=path, import_name=name.replace("-", "_"),
-                   module=data.get("tool", {}).get("dsv4", {}).get("module"), requires=reqs, sibling_specs={})
+                   module=tool.get("module"), floor=floor, requires=reqs, sibling_specs={})
 
 
-def all_packages() -> dict[str, Package]:
+def all_packages(root: Path | None = None) -> dict[str, Package]:
     pkgs = {}
-    for pp in sorted(PACKAGES_DIR.glob("*/pyproject.toml")):
+    for pp in sorted(((root / "packages") if root else PACKAGES_DIR).glob("*/pyproject.toml")):
         p = load(pp.parent)
         pkgs[p.name] = p
     out = {}
@@ -91,4 +99,4 @@ def modules() -> dict[str, Package]:
 
 if __name__ == "__main__":
     for p in all_packages().values():
-        print(f"{p.name:32s} {p.version:8s} module={p.module} siblings={p.sibling_specs}")
+        print(f"{p.name:32s} {p.version:8s} {p.floor:7s} module={p.module} siblings={p.sibling_specs}")

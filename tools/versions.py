@@ -61,7 +61,7 @@ def changelog_has(path: Path, version: str) -> bool:
 
 def check(root: Path) -> list[str]:
     problems = []
-    packages = pkgmod.all_packages() if root == pkgmod.ROOT else _packages_at(root)
+    packages = pkgmod.all_packages(root)
     for p in packages.values():
         rel = p.path.relative_to(root).as_posix()
         if not changelog_has(p.path / "CHANGELOG.md", p.version):
@@ -84,15 +84,6 @@ def check(root: Path) -> list[str]:
     return problems
 
 
-def _packages_at(root: Path) -> dict:
-    saved = pkgmod.PACKAGES_DIR
-    try:
-        pkgmod.PACKAGES_DIR = root / "packages"
-        return pkgmod.all_packages()
-    finally:
-        pkgmod.PACKAGES_DIR = saved
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--root", type=Path, default=pkgmod.ROOT)
@@ -101,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     for line in problems:
         print(f"versions: {line}")
     if not problems:
-        print(f"versions: OK ({len(_packages_at(a.root.resolve()))} packages)")
+        print(f"versions: OK ({len(pkgmod.all_packages(a.root.resolve()))} packages)")
     return 1 if problems else 0
 
 

@@ -49,3 +49,31 @@ def test_check_index_range():
     with pytest.raises(ValueError, match=r"slots values must be in \[0, 4\) or \[-1\], got 4"):
         check_index_range("slots", torch.tensor([0, 4]), 0, 4, allow=(-1,))
     assert check_same_device(a=torch.zeros(1), b=torch.zeros(1)).type == "cpu"
+
+
+def test_sim_names_the_extra_when_its_tooling_is_missing(monkeypatch):
+    import importlib.util
+
+    from dsv4_core import backends
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "pandas" else real(name, *a))
+    reasons = backends.sim_unavailable_reasons()
+    assert any("pandas" in r and "dsv4-core[sim]" in r for r in reasons), reasons
+    with pytest.raises(BackendUnavailable, match=r"dsv4-core\[sim\]"):
+        resolve_backend("sim")
+
+
+def test_launch_and_run_mode_take_kernel_backends_only():
+    import pypto
+
+    from dsv4_core.backends import jit_options, launch, run_mode
+
+    assert run_mode("sim") == pypto.RunMode.SIM and run_mode("npu") == pypto.RunMode.NPU
+    assert jit_options() == {"run_mode": pypto.RunMode.SIM}
+    assert jit_options(run_mode("npu")) == {"run_mode": pypto.RunMode.NPU}
+    for bad in ("torch", "auto"):
+        with pytest.raises(ValueError, match="backend must be 'npu' or 'sim'"):
+            run_mode(bad)
+        with pytest.raises(ValueError, match="backend must be 'npu' or 'sim'"):
+            launch(lambda *a: None, [], backend=bad)

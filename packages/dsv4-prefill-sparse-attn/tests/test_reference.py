@@ -4,11 +4,10 @@ import pytest
 import torch
 
 from dsv4_core import TINY
-from dsv4_core.attention import semantic_attention_exact
 from dsv4_prefill_sparse_attn import build_indices, chunk_positions, update_window_cache
 from dsv4_prefill_sparse_attn.cases import CASES, call, make_inputs
 from dsv4_prefill_sparse_attn.reference import prefill_exact, prefill_reference
-from dsv4_rope_tables import profile_for_ratio, rope_rows
+from dsv4_sparse_attn_common.testing import make_attention_inputs, semantic_exact
 
 W = TINY.window
 
@@ -51,11 +50,8 @@ def test_torch_backend_matches_independent_oracle(name, ratio):
     inp = make_inputs(CASES[name])
     out = call(inp, TINY, "torch")
     p = chunk_positions(inp["start_pos"], inp["q"].shape[0])
-    cos, sin = rope_rows(profile_for_ratio(TINY, ratio), p.reshape(-1))
-    oracle = semantic_attention_exact(TINY, p, inp["q"], inp["kv"], inp["kv_cache"], inp["block_table"],
-                                      inp["attn_sink"], cos, sin, inp["wo_a"], inp["wo_b"], compress_ratio=ratio,
-                                      cmp_kv=inp.get("cmp_kv"), cmp_block_table=inp.get("cmp_block_table"),
-                                      topk_idxs=inp.get("topk_idxs"))
+    assert torch.equal(inp["positions"], p)  # the oracle reads the chunk's positions from the inputs
+    oracle = semantic_exact(TINY, inp, compress_ratio=ratio)
     assert (prefill_exact(TINY, inp) - oracle).abs().max() < 1e-9
     assert (out.double() - oracle).abs().max() < 2 ** -6 * oracle.abs().max()
     assert torch.equal(out, prefill_reference(TINY, inp))
@@ -78,8 +74,6 @@ def test_chunked_prefill_equals_one_chunk():
 
 
 def test_decode_is_a_chunk_of_one():
-    from dsv4_core.attention import make_attention_inputs
-
     p = torch.tensor([[777]])
     inp = make_attention_inputs(TINY, p, compress_ratio=128, seed=9)
     inp.update(start_pos=777, compress_ratio=128, cmp_block_table=inp["cmp_block_table"][0])

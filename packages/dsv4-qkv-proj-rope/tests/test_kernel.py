@@ -35,3 +35,8 @@ def test_sim_backend_matches_torch_backend():
         assert g.shape == w.shape and g.dtype == w.dtype
         assert (g.float() - w.float()).abs().max() <= 0.0625  # bf16-lsb level; the golden test is the strict one
         assert torch.isfinite(g.float()).all()
+
+
+def test_fp32_norm_weights_match_the_golden():
+    out, _ = sim.isolated(cases.golden, "tiny-decode-B1S1-swa", norm_fp32=True)
+    assert out.ok, [str(r) for r in out.reports]

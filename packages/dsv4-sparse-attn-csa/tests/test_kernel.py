@@ -1,24 +1,16 @@
-"""The pypto kernel on the CPU simulator vs the golden, one process per kernel run.
+"""The pypto kernel on the CPU simulator vs the golden, one process per kernel run
+(dsv4-sparse-attn-common's `KernelGoldenSuite`).
 
-pytest runs the scenarios this package adds (tiny-empty-cmp-B2S1, tiny-fewer-wrap-B2S2); the remaining
-small-tier golden cases (TP shard, PRO geometry, ...) run the same shared kernel and are
-checked by `nox -s golden` (tools/golden.py), as are the FLASH cases. The perturbed-sink and
-dropped-inverse-RoPE checks of the shared block live in dsv4-sparse-attn-swa's tests."""
+pytest runs the scenarios this package adds (empty compressed set; fewer valid top-k than k
+with ring wrap-around, S = 2 and a masked not-yet-causal pick); the remaining small-tier
+golden cases (TP shard, PRO geometry) run the same shared kernel and are checked by
+`nox -s golden` (tools/golden.py), as are the FLASH cases. The perturbed-sink and
+dropped-inverse-RoPE checks of the shared kernel live in dsv4-sparse-attn-swa's tests."""
 
-import pytest
-
-from dsv4_core import sim
+from dsv4_sparse_attn_common.testing.suites import KernelGoldenSuite
 from dsv4_sparse_attn_csa import cases
 
-PYTEST_CASES = ['tiny-empty-cmp-B2S1', 'tiny-fewer-wrap-B2S2']
 
-
-def test_subset_is_in_the_golden_cases():
-    assert set(PYTEST_CASES) <= {name for name, tier in cases.GOLDEN_CASES if tier == "small"}
-
-
-@pytest.mark.parametrize("name", PYTEST_CASES)
-def test_kernel_matches_golden(name):
-    out, _ = sim.isolated(cases.golden, name)
-    assert out.ok, [str(r) for r in out.reports]
-    assert out.run is not None and out.run.values and out.run.aicore_us > 0
+class TestKernel(KernelGoldenSuite):
+    cases = cases
+    names = ("tiny-empty-cmp-B2S1", "tiny-fewer-wrap-B2S2")

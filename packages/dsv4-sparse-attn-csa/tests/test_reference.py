@@ -4,11 +4,9 @@ import pytest
 import torch
 
 from dsv4_core import TINY
-from dsv4_core.attention import semantic_attention_exact
-from dsv4_rope_tables import profile_for_ratio, rope_rows
+from dsv4_sparse_attn_common.testing import semantic_exact
 from dsv4_sparse_attn_csa import build_indices
-from dsv4_sparse_attn_csa.cases import CASES, call, make_inputs
-from dsv4_sparse_attn_csa.reference import csa_exact, csa_reference
+from dsv4_sparse_attn_csa.cases import CASES, call, exact, make_inputs, reference
 
 W = TINY.window
 
@@ -41,15 +39,10 @@ def test_torch_backend_matches_independent_oracle():
     for name in ("tiny-fewer-wrap-B2S2", "tiny-empty-cmp-B2S1"):
         inp = make_inputs(CASES[name])
         out = call(inp, TINY, "torch")
-        p = inp["positions"]
-        cos, sin = rope_rows(profile_for_ratio(TINY, 4), p.reshape(-1))
-        oracle = semantic_attention_exact(TINY, p, inp["q"], inp["kv"], inp["kv_cache"], inp["block_table"],
-                                          inp["attn_sink"], cos, sin, inp["wo_a"], inp["wo_b"], compress_ratio=4,
-                                          cmp_kv=inp["cmp_kv"], cmp_block_table=inp["cmp_block_table"],
-                                          topk_idxs=inp["topk_idxs"])
-        assert (csa_exact(TINY, inp) - oracle).abs().max() < 1e-9
+        oracle = semantic_exact(TINY, inp, compress_ratio=4)  # the topk_idxs with the official cut
+        assert (exact(TINY, inp) - oracle).abs().max() < 1e-9
         assert (out.double() - oracle).abs().max() < 2 ** -6 * oracle.abs().max()
-        assert torch.equal(out, csa_reference(TINY, inp))
+        assert torch.equal(out, reference(TINY, inp))
 
 
 def test_fewer_valid_topk_than_k():
@@ -60,7 +53,7 @@ def test_fewer_valid_topk_than_k():
 
 def test_topk_order_does_not_matter():
     inp = make_inputs(CASES["tiny-fewer-wrap-B2S2"])
-    a = csa_exact(TINY, inp)
+    a = exact(TINY, inp)
     perm = torch.randperm(inp["topk_idxs"].shape[1])
-    b = csa_exact(TINY, dict(inp, topk_idxs=inp["topk_idxs"][:, perm]))
+    b = exact(TINY, dict(inp, topk_idxs=inp["topk_idxs"][:, perm]))
     assert (a - b).abs().max() < 1e-9

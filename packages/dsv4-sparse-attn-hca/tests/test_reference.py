@@ -3,11 +3,9 @@
 import torch
 
 from dsv4_core import TINY
-from dsv4_core.attention import make_attention_inputs, semantic_attention_exact
-from dsv4_rope_tables import profile_for_ratio, rope_rows
+from dsv4_sparse_attn_common.testing import make_attention_inputs, semantic_exact
 from dsv4_sparse_attn_hca import build_indices, update_window_cache
-from dsv4_sparse_attn_hca.cases import CASES, NEAR_1M, call, make_inputs
-from dsv4_sparse_attn_hca.reference import hca_exact, hca_reference
+from dsv4_sparse_attn_hca.cases import CASES, NEAR_1M, call, exact, make_inputs, reference
 
 W = TINY.window
 
@@ -33,14 +31,10 @@ def test_torch_backend_matches_independent_oracle():
     for name in ("tiny-wrap-B2S2", "tiny-partial-empty-B2S1"):
         inp = make_inputs(CASES[name])
         out = call(inp, TINY, "torch")
-        p = inp["positions"]
-        cos, sin = rope_rows(profile_for_ratio(TINY, 128), p.reshape(-1))
-        oracle = semantic_attention_exact(TINY, p, inp["q"], inp["kv"], inp["kv_cache"], inp["block_table"],
-                                          inp["attn_sink"], cos, sin, inp["wo_a"], inp["wo_b"], compress_ratio=128,
-                                          cmp_kv=inp["cmp_kv"], cmp_block_table=inp["cmp_block_table"])
-        assert (hca_exact(TINY, inp) - oracle).abs().max() < 1e-9
+        oracle = semantic_exact(TINY, inp, compress_ratio=128)  # every entry c < (p+1)//128
+        assert (exact(TINY, inp) - oracle).abs().max() < 1e-9
         assert (out.double() - oracle).abs().max() < 2 ** -6 * oracle.abs().max()
-        assert torch.equal(out, hca_reference(TINY, inp))
+        assert torch.equal(out, reference(TINY, inp))
 
 
 def test_compressed_entries_matter():

@@ -1,7 +1,8 @@
-"""The pypto kernel on the CPU simulator vs the golden, one process per kernel run.
+"""The pypto kernel on the CPU simulator vs the golden, one process per kernel run
+(dsv4-sparse-attn-common's `KernelGoldenSuite`).
 
 pytest runs wrap-around with S = 2, the TP shard and PRO group geometry, plus the checks
-that a perturbed sink and a dropped inverse RoPE make the golden fail (the shared block's
+that a perturbed sink and a dropped inverse RoPE make the golden fail (the shared kernel's
 checks, here once for all four packages); the partial-window case runs in `nox -s golden`
 (and the partial window is in dsv4-sparse-attn-hca's and dsv4-prefill-sparse-attn's
 pytest kernels)."""
@@ -9,20 +10,13 @@ pytest kernels)."""
 import pytest
 
 from dsv4_core import sim
+from dsv4_sparse_attn_common.testing.suites import KernelGoldenSuite
 from dsv4_sparse_attn_swa import cases
 
-SMALL = ["tiny-wrap-B2S2", "tiny-tp2-B2S2", "pro-tp8-B1S2"]
 
-
-def test_subset_is_in_the_golden_cases():
-    assert set(SMALL) <= {name for name, tier in cases.GOLDEN_CASES if tier == "small"}
-
-
-@pytest.mark.parametrize("name", SMALL)
-def test_kernel_matches_golden(name):
-    out, _ = sim.isolated(cases.golden, name)
-    assert out.ok, [str(r) for r in out.reports]
-    assert out.run is not None and out.run.values and out.run.aicore_us > 0
+class TestKernel(KernelGoldenSuite):
+    cases = cases
+    names = ("tiny-wrap-B2S2", "tiny-tp2-B2S2", "pro-tp8-B1S2")
 
 
 @pytest.mark.parametrize("perturb", ["sink", "rope"])

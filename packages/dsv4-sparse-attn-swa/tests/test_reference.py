@@ -3,11 +3,9 @@
 import torch
 
 from dsv4_core import TINY
-from dsv4_core.attention import make_attention_inputs, semantic_attention_exact
-from dsv4_rope_tables import profile_for_ratio, rope_rows
+from dsv4_sparse_attn_common.testing import make_attention_inputs, semantic_exact
 from dsv4_sparse_attn_swa import build_indices, sparse_attn_swa, update_window_cache
-from dsv4_sparse_attn_swa.cases import CASES, call, make_inputs
-from dsv4_sparse_attn_swa.reference import swa_exact, swa_reference
+from dsv4_sparse_attn_swa.cases import CASES, call, exact, make_inputs, reference
 
 W = TINY.window
 
@@ -32,13 +30,10 @@ def test_torch_backend_matches_independent_oracle():
     case = CASES["tiny-wrap-B2S2"]
     inp = make_inputs(case)
     out = call(inp, TINY, "torch")
-    p = inp["positions"]
-    cos, sin = rope_rows(profile_for_ratio(TINY, 0), p.reshape(-1))
-    oracle = semantic_attention_exact(TINY, p, inp["q"], inp["kv"], inp["kv_cache"], inp["block_table"],
-                                      inp["attn_sink"], cos, sin, inp["wo_a"], inp["wo_b"], compress_ratio=0)
-    assert (swa_exact(TINY, inp) - oracle).abs().max() < 1e-9  # same math, independent index handling
+    oracle = semantic_exact(TINY, inp, compress_ratio=0)
+    assert (exact(TINY, inp) - oracle).abs().max() < 1e-9  # same math, independent index handling
     assert (out.double() - oracle).abs().max() < 2 ** -6 * oracle.abs().max()
-    assert torch.equal(out, swa_reference(TINY, inp))
+    assert torch.equal(out, reference(TINY, inp))
 
 
 def test_step_of_two_equals_two_steps_with_cache_update():

@@ -16,6 +16,9 @@ from typing import Literal
 
 Backend = Literal["npu", "sim", "torch", "auto"]
 BACKENDS: tuple[str, ...] = ("npu", "sim", "torch", "auto")
+# what the `sim` extra (`pip install 'dsv4-core[sim]'`) brings: pypto's simulator tooling
+# imports them when it writes its cost-model reports
+SIM_EXTRA_MODULES: tuple[str, ...] = ("matplotlib", "pandas")
 
 
 class BackendUnavailable(RuntimeError):
@@ -52,6 +55,10 @@ def sim_unavailable_reasons() -> list[str]:
         v = version("pypto")
         if v != "0.2.0":
             reasons.append(f"pypto {v} installed; the simulator hooks are written for pypto 0.2.0")
+    missing = [m for m in SIM_EXTRA_MODULES if importlib.util.find_spec(m) is None]
+    if missing:
+        reasons.append(f"{', '.join(missing)} not installed (pypto's simulator tooling needs them): "
+                       "pip install 'dsv4-core[sim]'")
     for tool in ("cmake", "g++"):
         if shutil.which(tool) is None:
             reasons.append(f"{tool} not found (pypto builds its interpreter library with it)")
@@ -83,12 +90,39 @@ def resolve_backend(backend: str) -> str:
     return backend
 
 
-def runtime_options(backend: str) -> dict:
-    """pypto `runtime_options` for a resolved kernel backend ('npu' or 'sim')."""
+def run_mode(backend: str):
+    """pypto's run mode for a resolved kernel backend ('npu' or 'sim')."""
     import pypto
 
     if backend == "sim":
-        return {"run_mode": pypto.RunMode.SIM}
+        return pypto.RunMode.SIM
     if backend == "npu":
-        return {"run_mode": pypto.RunMode.NPU}
-    raise ValueError(f"runtime_options: backend must be 'npu' or 'sim', got {backend!r}")
+        return pypto.RunMode.NPU
+    raise ValueError(f"run_mode: backend must be 'npu' or 'sim', got {backend!r}")
+
+
+def runtime_options(backend: str) -> dict:
+    """pypto `runtime_options` for a resolved kernel backend ('npu' or 'sim')."""
+    return {"run_mode": run_mode(backend)}
+
+
+def jit_options(mode=None) -> dict:
+    """`runtime_options` for `pypto.frontend.jit` in a kernel builder: `mode` is a pypto run
+    mode (from `run_mode`), None builds for the simulator."""
+    import pypto
+
+    return {"run_mode": pypto.RunMode.SIM if mode is None else mode}
+
+
+def launch(kernel, args, *, backend: str, name: str = "kernel", values: bool = True):
+    """Run a built pypto kernel on a resolved kernel backend: the CPU simulator for 'sim'
+    (returns its `dsv4_core.sim.KernelRun`: cost-model time), the device for 'npu' (returns
+    None). The kernel must have been built with `jit_options(run_mode(backend))`."""
+    if backend == "sim":
+        from . import sim
+
+        return sim.run(kernel, args, name=name, values=values)
+    if backend == "npu":  # pragma: no cover - needs an Ascend NPU
+        kernel(*args)
+        return None
+    raise ValueError(f"launch: backend must be 'npu' or 'sim', got {backend!r}")

@@ -37,7 +37,8 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-AICORE_MHZ = 1800.0  # the cost model's clock (cycles -> µs)
+from .chip import AICORE_MHZ
+
 # ExpandFunction is left out: its check flags every matmul output that feeds a vector op in
 # 0.2.0, even on full tiles. The tolerance is one bf16 ulp (pass outputs are bf16 tiles whose
 # fp32 sums may be ordered differently).
@@ -304,9 +305,11 @@ def selftest() -> float:
     import pypto
     import torch
 
+    from .backends import jit_options
+
     S = pypto.STATIC
 
-    @pypto.frontend.jit(runtime_options={"run_mode": pypto.RunMode.SIM})
+    @pypto.frontend.jit(runtime_options=jit_options())
     def affine(a: pypto.Tensor([S, S], pypto.DT_FP32), out: pypto.Tensor([S, S], pypto.DT_FP32)):
         pypto.set_vec_tile_shapes(16, 64)
         out[:] = pypto.add(pypto.mul(a, 2.0), 1.0)

@@ -1,18 +1,16 @@
 """Seeded prefill scenarios shared by the tests, `nox -s golden` and `nox -s bench`
 (MODULES.md §7.4 generalised): chunks from position 0, from starts that are not
 window-aligned (the straddling window reads its first positions from the state cache), a
-single-token chunk that closes the first window, two windows in one chunk, page crossings, permuted block tables.
-Small tier at TINY, flash tier at FLASH (T = 1024)."""
+single-token chunk that closes the first window, two windows in one chunk, page crossings,
+permuted block tables. Small tier at TINY, flash tier at FLASH (T = 1024). The protocol
+(golden, bench) is the family's `CaseSet`."""
 
-from __future__ import annotations
-
-from dsv4_compressor_ratio128 import casekit
-from dsv4_compressor_ratio128.casekit import Case
+from dsv4_compressor_common.testing import Case, CaseSet
 from dsv4_core import FLASH, TINY
-from dsv4_core.golden import BenchOutcome, GoldenOutcome
 
-MODULE = "prefill_compressor_ratio128"
 R = 128
+FLASH_CASES = [Case("flash-prefill-T1024-start0", FLASH, R, (0,), 1024),
+               Case("flash-prefill-T1024-start517", FLASH, R, (517,), 1024)]
 
 SMALL_CASES = [
     Case("tiny-prefill-T256-start0", TINY, R, (0,), 256),  # two windows inside the chunk
@@ -21,20 +19,8 @@ SMALL_CASES = [
     Case("tiny-prefill-T133-start3", TINY, R, (3,), 133),  # non-aligned start, cmp page crossing
     Case("tiny-prefill-T600-start5", TINY, R, (5,), 600),  # prefill tiling: 512-token tiles, ragged last
 ]
-FLASH_CASES = [Case("flash-prefill-T1024-start0", FLASH, R, (0,), 1024),
-               Case("flash-prefill-T1024-start517", FLASH, R, (517,), 1024)]
-CASES = {c.name: c for c in SMALL_CASES + FLASH_CASES}
-GOLDEN_CASES = [(c.name, "small") for c in SMALL_CASES] + [(c.name, "flash") for c in FLASH_CASES]
 
-# (config, tokens, closing windows)
-BENCH = {"flash-prefill-T1024": (FLASH, 1024, 1024 // R)}
-BENCH_CASES = list(BENCH)
-
-
-def golden(name: str, *, perturb: str | None = None) -> GoldenOutcome:
-    return casekit.golden(MODULE, CASES[name], perturb=perturb)
-
-
-def bench(name: str) -> BenchOutcome:
-    cfg, tokens, windows = BENCH[name]
-    return casekit.bench(MODULE, name, cfg, R, tokens, windows)
+# bench: {name: (config, tokens, closing windows)}
+SCENARIOS = CaseSet.of("prefill_compressor_ratio128", R, SMALL_CASES, FLASH_CASES,
+                       bench={"flash-prefill-T1024": (FLASH, 1024, 1024 // R)})
+CASES, GOLDEN_CASES, golden, BENCH_CASES, bench = SCENARIOS.protocol()

@@ -10,23 +10,21 @@ fresh `kv`, older ones from the request's ring page, which holds the W positions
 the chunk), plus for HCA (ratio 128) every compressed entry c < (p+1)//128 and for CSA
 (ratio 4) the indexer's top-k entries with c < (p+1)//4. Softmax with the per-head sink in
 the denominator, inverse RoPE at the query position (main profile for SWA, compress
-profile for CSA / HCA), grouped low-rank output projection."""
+profile for CSA / HCA), grouped low-rank output projection. The kernel, golden and index
+plumbing (with the visibility rule shared with the decode packages) are
+dsv4-sparse-attn-common's."""
 
 from __future__ import annotations
 
 import torch
 
 from dsv4_core import AttentionConfig, resolve_backend
-from dsv4_core.attention import attend, compressed_indices, prepare, validate_attention_args, window_indices
-from dsv4_core.attention import write_window_cache as _write_window_cache
-from dsv4_core.checks import check_tensor
 from dsv4_core.config import kind_for_ratio
-from dsv4_rope_tables import profile_for_ratio, require_abi, rope_rows, rotate
-from dsv4_rope_tables.pypto_block import rope_rotate, swap_index
+from dsv4_sparse_attn_common import ROPE_ABI_CONSUMED, attend, index_rows, resolve, validate_attention_args
+from dsv4_sparse_attn_common import write_window_cache as _write_window_cache
 
-__version__ = "0.2.0"
-ROPE_ABI_CONSUMED = "dsv4-rope/1"
-require_abi("dsv4-prefill-sparse-attn", ROPE_ABI_CONSUMED)
+__version__ = "0.3.0"
+# ROPE_ABI_CONSUMED: the family's (its kernel and golden do the rotation; it checks the ABI at import)
 
 __all__ = ["ROPE_ABI_CONSUMED", "build_indices", "chunk_positions", "prefill_sparse_attn", "update_window_cache",
            "__version__"]
@@ -49,27 +47,8 @@ def build_indices(start_pos: int, tokens: int, *, compress_ratio: int, config: A
     then the compressed entries as `W + T + c` (HCA: every c < (p+1)//128 in order; CSA: the
     top-k entries with 0 ≤ c < (p+1)//4 in the caller's order) — then −1; lens[t] is the
     count. K = max(lens). topk_idxs [T, k] (CSA only): compressed entry ids, −1 none."""
-    kind = kind_for_ratio(compress_ratio)
-    p = chunk_positions(start_pos, tokens)
-    W, T = config.window, tokens
-    parts = [window_indices(p, W)]
-    vis = ((p.reshape(-1) + 1) // compress_ratio)[:, None] if compress_ratio else None
-    if kind == "csa":
-        if topk_idxs is None:
-            raise ValueError("topk_idxs is required for a CSA layer (compress_ratio 4)")
-        check_tensor("topk_idxs", topk_idxs, shape=(T, None), dtype=(torch.int32, torch.int64))
-        tk = topk_idxs.to("cpu", torch.int64)
-        if tk.numel() and int(tk.min()) < -1:
-            raise ValueError(f"topk_idxs values must be >= -1 (-1 = none), got {int(tk.min())}")
-        ent = torch.where((tk >= 0) & (tk < vis), tk, torch.full_like(tk, -1))
-        parts.append(compressed_indices(ent, W, T))
-    elif topk_idxs is not None:
-        raise ValueError(f"topk_idxs is only taken by CSA layers (compress_ratio 4), got compress_ratio "
-                         f"{compress_ratio}")
-    if kind == "hca":
-        c = torch.arange(int(vis.max()))[None, :].expand(T, -1)
-        parts.append(compressed_indices(torch.where(c < vis, c, torch.full_like(c, -1)), W, T))
-    idx = torch.cat(parts, 1)
+    idx = index_rows(chunk_positions(start_pos, tokens), window=config.window, compress_ratio=compress_ratio,
+                     topk_idxs=topk_idxs)
     order = torch.argsort((idx < 0).to(torch.int8), dim=1, stable=True)  # valid entries first, order kept
     idx = idx.gather(1, order)
     lens = (idx >= 0).sum(1).to(torch.int32)
@@ -108,11 +87,8 @@ def prefill_sparse_attn(q: torch.Tensor, kv: torch.Tensor, kv_cache: torch.Tenso
                          f"(compress_ratio {compress_ratio})")
     validate_attention_args(cfg, q, kv, kv_cache, block_table, attn_sink, wo_a, wo_b, tokens=T, requests=1,
                             cmp_kv=cmp_kv, cmp_block_table=cmp_block_table, cmp_block_table_dims=1)
-    cos, sin = rope_rows(profile_for_ratio(cfg, compress_ratio), p.reshape(-1))  # validates the range
     be = resolve_backend(backend)
     idx, lens = build_indices(start_pos, T, compress_ratio=compress_ratio, config=cfg, topk_idxs=topk_idxs)
-    src, rows = prepare(idx, p, window=cfg.window, kv=kv, kv_cache=kv_cache, block_table=block_table,
-                        compress_ratio=compress_ratio, cmp_kv=cmp_kv, cmp_block_table=cmp_block_table, lens=lens,
-                        name="indices")
-    return attend(cfg, be, q, src, rows, attn_sink, cos, sin, wo_a, wo_b, rope=rotate, rope_block=rope_rotate,
-                  swap_idx=swap_index(cfg.rope_dim), name=f"prefill_sparse_attn_{kind}")
+    res = resolve(cfg, p, idx, kv=kv, kv_cache=kv_cache, block_table=block_table, compress_ratio=compress_ratio,
+                  cmp_kv=cmp_kv, cmp_block_table=cmp_block_table, lens=lens)
+    return attend(cfg, be, q, res, attn_sink, wo_a, wo_b, name=f"prefill_sparse_attn_{kind}")

@@ -15,11 +15,12 @@ import dataclasses
 import torch
 
 from dsv4_core import FLASH, PRO, TINY, AttentionConfig, shard_heads
-from dsv4_core.attention import make_attention_inputs, traffic
-from dsv4_core.attention_cases import check_golden, time_case
 from dsv4_core.golden import BenchOutcome, GoldenOutcome
+from dsv4_sparse_attn_common import traffic
+from dsv4_sparse_attn_common.testing import check_golden, make_attention_inputs, time_case
 
-from .reference import _resolved, prefill_exact, prefill_reference
+from . import prefill_sparse_attn
+from .reference import GOLDEN
 
 MODULE = "prefill_sparse_attn"
 NEAR_1M = FLASH.max_position_embeddings - 24
@@ -73,8 +74,6 @@ def make_inputs(case: Case, tokens: int | None = None, materialize: bool = True)
 
 
 def call(inp: dict, cfg: AttentionConfig, backend: str) -> torch.Tensor:
-    from . import prefill_sparse_attn
-
     return prefill_sparse_attn(inp["q"], inp["kv"], inp["kv_cache"], inp["block_table"], inp["start_pos"],
                                inp["attn_sink"], inp["wo_a"], inp["wo_b"], compress_ratio=inp["compress_ratio"],
                                config=cfg, cmp_kv=inp.get("cmp_kv"), cmp_block_table=inp.get("cmp_block_table"),
@@ -82,12 +81,12 @@ def call(inp: dict, cfg: AttentionConfig, backend: str) -> torch.Tensor:
 
 
 def golden(name: str, *, perturb: str | None = None) -> GoldenOutcome:
-    """Kernel on the simulator vs the golden (`dsv4_core.attention_cases.check_golden`);
+    """Kernel on the simulator vs the golden (`dsv4_sparse_attn_common.testing.check_golden`);
     perturb "sink" / "rope" must make the check fail."""
     case = CASES[name]
     cfg = case.config
     inp = make_inputs(case, case.value_tokens)
-    _, rows, _, _ = _resolved(cfg, inp)
+    rows = GOLDEN.resolved(cfg, inp).rows
     note = f"T={inp['q'].shape[0]} K={rows.shape[1]} ratio={case.ratio}"
     timing = None
     if case.value_tokens is not None:
@@ -97,12 +96,11 @@ def golden(name: str, *, perturb: str | None = None) -> GoldenOutcome:
 
         def timing():
             return _cost_model_run(case, case.time_tokens)[0]
-    return check_golden(MODULE, name, cfg, inp, reference=prefill_reference, exact=prefill_exact, resolved=_resolved,
-                        call=call, perturb=perturb, note=note, timing=timing)
+    return check_golden(MODULE, name, cfg, inp, golden=GOLDEN, call=call, perturb=perturb, note=note, timing=timing)
 
 
 def _cost_model_run(case: Case, tokens: int | None = None):
-    return time_case(case.config, make_inputs(case, tokens, materialize=False), _resolved, case.name)
+    return time_case(case.config, make_inputs(case, tokens, materialize=False), GOLDEN.resolved, case.name)
 
 
 def bench(name: str) -> BenchOutcome:

@@ -1,38 +1,30 @@
 """Torch golden for prefill sparse attention: the package's per-token index rows and
-lengths resolved to physical rows, then dsv4-core's sparse-attention reference (rounding
-points in the README) or its fp64 evaluation. `inputs` as `cases.make_inputs` builds them
-(start_pos, compress_ratio, q, kv, kv_cache, block_table, cmp_kv, cmp_block_table,
-topk_idxs, attn_sink, wo_a, wo_b)."""
+lengths (`build_indices`) resolved to physical rows, then dsv4-sparse-attn-common's
+sparse-attention reference (rounding points in the README) or its fp64 evaluation.
+`inputs` as `cases.make_inputs` builds them (start_pos, compress_ratio, q, kv, kv_cache,
+block_table, cmp_kv, cmp_block_table, topk_idxs, attn_sink, wo_a, wo_b).
+
+    ref   = prefill_reference(cfg, inputs)   # bf16 [T, hidden]
+    exact = prefill_exact(cfg, inputs)       # fp64, no intermediate rounding
+"""
 
 from __future__ import annotations
 
-import torch
+from dsv4_sparse_attn_common import Golden, Resolved, resolve
 
-from dsv4_core.attention import prepare, sparse_attention_exact, sparse_attention_reference
-from dsv4_rope_tables import profile_for_ratio, rope_rows, rotate
+from . import build_indices, chunk_positions
 
 
-def _resolved(cfg, inp: dict):
-    from . import build_indices, chunk_positions
-
+def resolved(cfg, inp: dict) -> Resolved:
+    """The chunk's KV source, physical rows and RoPE rows."""
     ratio = inp["compress_ratio"]
     T = inp["q"].shape[0]
-    p = chunk_positions(inp["start_pos"], T)
     idx, lens = build_indices(inp["start_pos"], T, compress_ratio=ratio, config=cfg, topk_idxs=inp.get("topk_idxs"))
-    src, rows = prepare(idx, p, window=cfg.window, kv=inp["kv"], kv_cache=inp["kv_cache"],
-                        block_table=inp["block_table"], compress_ratio=ratio, cmp_kv=inp.get("cmp_kv"),
-                        cmp_block_table=inp.get("cmp_block_table"), lens=lens)
-    cos, sin = rope_rows(profile_for_ratio(cfg, ratio), p.reshape(-1))
-    return src, rows, cos, sin
+    return resolve(cfg, chunk_positions(inp["start_pos"], T), idx, kv=inp["kv"], kv_cache=inp["kv_cache"],
+                   block_table=inp["block_table"], compress_ratio=ratio, cmp_kv=inp.get("cmp_kv"),
+                   cmp_block_table=inp.get("cmp_block_table"), lens=lens)
 
 
-def prefill_reference(cfg, inp: dict) -> torch.Tensor:
-    src, rows, cos, sin = _resolved(cfg, inp)
-    return sparse_attention_reference(inp["q"], src, rows, inp["attn_sink"], cos, sin, inp["wo_a"], inp["wo_b"],
-                                      softmax_scale=cfg.softmax_scale, rope=rotate)
-
-
-def prefill_exact(cfg, inp: dict) -> torch.Tensor:
-    src, rows, cos, sin = _resolved(cfg, inp)
-    return sparse_attention_exact(inp["q"], src, rows, inp["attn_sink"], cos, sin, inp["wo_a"], inp["wo_b"],
-                                  softmax_scale=cfg.softmax_scale, rope=rotate)
+GOLDEN = Golden(resolved)
+prefill_reference = GOLDEN.reference
+prefill_exact = GOLDEN.exact

@@ -12,12 +12,14 @@ from __future__ import annotations
 import torch
 
 from dsv4_core import AttentionConfig, resolve_backend
+from dsv4_core.backends import launch, run_mode
 from dsv4_core.checks import check_same_device, check_tensor
 from dsv4_rope_tables import profile_for_ratio, require_abi, rope_rows
+from dsv4_rope_tables.pypto_block import swap_index
 
 from .reference import QKV, qkv_exact, qkv_reference
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 ROPE_ABI_CONSUMED = "dsv4-rope/1"
 require_abi("dsv4-qkv-proj-rope", ROPE_ABI_CONSUMED)
 
@@ -34,10 +36,10 @@ def _validate(cfg: AttentionConfig, x, wq_a, q_norm_weight, wq_b, wkv, kv_norm_w
     if x.shape[0] == 0:
         raise ValueError("x must hold at least one token, got shape [0, D]")
     check_tensor("wq_a", wq_a, shape=(QL, D), dtype=bf16)
-    check_tensor("q_norm_weight", q_norm_weight, shape=(QL,), dtype=bf16)
+    check_tensor("q_norm_weight", q_norm_weight, shape=(QL,), dtype=(bf16, torch.float32))
     check_tensor("wq_b", wq_b, shape=(H * HD, QL), dtype=bf16)
     check_tensor("wkv", wkv, shape=(HD, D), dtype=bf16)
-    check_tensor("kv_norm_weight", kv_norm_weight, shape=(HD,), dtype=bf16)
+    check_tensor("kv_norm_weight", kv_norm_weight, shape=(HD,), dtype=(bf16, torch.float32))
     check_tensor("positions", positions, shape=("T",), dtype=(torch.int32, torch.int64), dims=dims)
     check_same_device(x=x, wq_a=wq_a, q_norm_weight=q_norm_weight, wq_b=wq_b, wkv=wkv,
                       kv_norm_weight=kv_norm_weight, positions=positions)
@@ -49,10 +51,10 @@ def qkv_proj_rope(x: torch.Tensor, wq_a: torch.Tensor, q_norm_weight: torch.Tens
     """Q / KV projection with RMSNorms and forward RoPE; returns `QKV(q, kv, qr)`, bf16.
 
     x [T, D] bf16; wq_a [q_lora_rank, D], q_norm_weight [q_lora_rank], wq_b [H·head_dim,
-    q_lora_rank], wkv [head_dim, D], kv_norm_weight [head_dim] — bf16, checkpoint [out, in]
-    layout; positions [T] int32/int64 in [0, max_position_embeddings). backend: "npu",
-    "sim" (CPU simulator; `dsv4_core.sim.last_run()` holds the cost-model time), "torch"
-    (the golden) or "auto"."""
+    q_lora_rank], wkv [head_dim, D] bf16, kv_norm_weight [head_dim] — checkpoint [out, in]
+    layout, the norm weights bf16 or fp32 (as the checkpoint stores them); positions [T]
+    int32/int64 in [0, max_position_embeddings). backend: "npu", "sim" (CPU simulator;
+    `dsv4_core.sim.last_run()` holds the cost-model time), "torch" (the golden) or "auto"."""
     cfg = config
     _validate(cfg, x, wq_a, q_norm_weight, wq_b, wkv, kv_norm_weight, positions)
     profile = profile_for_ratio(cfg, compress_ratio)
@@ -66,22 +68,14 @@ def qkv_proj_rope(x: torch.Tensor, wq_a: torch.Tensor, q_norm_weight: torch.Tens
 
 
 def _run_kernel(cfg, backend, x, wq_a, q_norm_weight, wq_b, wkv, kv_norm_weight, cos, sin) -> QKV:
-    from dsv4_core import sim
-    from dsv4_core.backends import runtime_options
-    from dsv4_rope_tables.pypto_block import swap_index
-
     from .kernel import build_qkv_kernel
 
     T, dev = x.shape[0], x.device
     q = torch.empty(T, cfg.num_heads, cfg.head_dim, dtype=torch.bfloat16, device=dev)
     kv = torch.empty(T, cfg.head_dim, dtype=torch.bfloat16, device=dev)
     qr = torch.empty(T, cfg.q_lora_rank, dtype=torch.bfloat16, device=dev)
-    args = [x.contiguous(), wq_a.contiguous(), q_norm_weight.reshape(1, -1).contiguous(), wq_b.contiguous(),
-            wkv.contiguous(), kv_norm_weight.reshape(1, -1).contiguous(), cos.to(dev), sin.to(dev),
+    args = [x.contiguous(), wq_a.contiguous(), q_norm_weight.float().reshape(1, -1).contiguous(), wq_b.contiguous(),
+            wkv.contiguous(), kv_norm_weight.float().reshape(1, -1).contiguous(), cos.to(dev), sin.to(dev),
             swap_index(cfg.rope_dim).to(dev), q, kv, qr]
-    kernel = build_qkv_kernel(cfg, run_mode=runtime_options(backend)["run_mode"], tokens=T)
-    if backend == "sim":
-        sim.run(kernel, args, name="qkv_proj_rope")
-    else:  # pragma: no cover - needs an Ascend NPU
-        kernel(*args)
+    launch(build_qkv_kernel(cfg, run_mode=run_mode(backend), tokens=T), args, backend=backend, name="qkv_proj_rope")
     return QKV(q, kv, qr)

@@ -100,15 +100,20 @@ def make_inputs(case: Case) -> dict[str, torch.Tensor]:
 WEIGHT_ARGS = ("wq_a", "q_norm_weight", "wq_b", "wkv", "kv_norm_weight")
 
 
-def golden(name: str, *, perturb: str | None = None) -> GoldenOutcome:
+def golden(name: str, *, perturb: str | None = None, norm_fp32: bool = False) -> GoldenOutcome:
     """Kernel on the simulator vs the golden. `perturb="wq_b"` (or another weight name)
     scales every eighth output row of that weight by 1.25 in the kernel's input only (not a
-    whole head: the per-head RMSNorm would cancel a uniform scale): the check must fail."""
+    whole head: the per-head RMSNorm would cancel a uniform scale): the check must fail.
+    `norm_fp32=True` passes the norm weights in fp32, off the bf16 grid (as a checkpoint
+    stores them)."""
     from . import qkv_proj_rope
 
     case = CASES[name]
     cfg = case.config
     inp = make_inputs(case)
+    if norm_fp32:
+        for k in ("q_norm_weight", "kv_norm_weight"):
+            inp[k] = inp[k].float() * (1 + 2.0 ** -12)
     cos, sin = rope_rows(profile_for_ratio(cfg, case.compress_ratio), inp["positions"])
     weights = [inp[k] for k in WEIGHT_ARGS]
     ref = qkv_reference(inp["x"], *weights, cos, sin, num_heads=cfg.num_heads, eps=cfg.eps)

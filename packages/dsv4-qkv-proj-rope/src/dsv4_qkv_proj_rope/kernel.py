@@ -1,7 +1,7 @@
 """The pypto kernel: Q LoRA + KV projection, RMSNorms and forward RoPE, built per config.
 
-    kernel(x [T, D] bf16, wq_a [QL, D] bf16, gq [1, QL] bf16, wq_b [H·hd, QL] bf16,
-           wkv [hd, D] bf16, gkv [1, hd] bf16, cos [T, R] f32, sin [T, R] f32, swap [R] i32,
+    kernel(x [T, D] bf16, wq_a [QL, D] bf16, gq [1, QL] f32, wq_b [H·hd, QL] bf16,
+           wkv [hd, D] bf16, gkv [1, hd] f32, cos [T, R] f32, sin [T, R] f32, swap [R] i32,
            q [T, H, hd] bf16 (out), kv [T, hd] bf16 (out), qr [T, QL] bf16 (out))
 
 T is dynamic (`pypto.DYNAMIC`); the kernel loops over token tiles of `QKVTiling.tt` rows
@@ -15,6 +15,7 @@ import dataclasses
 
 import pypto
 
+from dsv4_core.backends import jit_options
 from dsv4_core.blocks import rms_norm, to_bf16
 from dsv4_rope_tables.pypto_block import rope_rotate
 
@@ -62,22 +63,19 @@ def build_qkv_kernel(cfg, tiling: QKVTiling = None, run_mode=None, tokens: int =
         raise ValueError(f"QKVTiling.group_heads={G} must divide num_heads={H}")
     DYN, S = pypto.DYNAMIC, pypto.STATIC
     T = pypto.Tensor
-    opts = {"run_mode": pypto.RunMode.SIM if run_mode is None else run_mode}
+    opts = jit_options(run_mode)
     hv = min(tl.heads, G)
 
     def cube(t):
         pypto.set_cube_tile_shapes(*[list(d) for d in t])
 
     @pypto.frontend.jit(runtime_options=opts)
-    def qkv_proj_rope(x: T([DYN, D], BF16), wq_a: T([QL, D], BF16), gq: T([1, QL], BF16),
-                      wq_b: T([H * HD, QL], BF16), wkv: T([HD, D], BF16), gkv: T([1, HD], BF16),
+    def qkv_proj_rope(x: T([DYN, D], BF16), wq_a: T([QL, D], BF16), gq: T([1, QL], F32),
+                      wq_b: T([H * HD, QL], BF16), wkv: T([HD, D], BF16), gkv: T([1, HD], F32),
                       cos: T([DYN, R], F32), sin: T([DYN, R], F32), swap: T([S], I32),
                       q: T([DYN, H, HD], BF16), kv: T([DYN, HD], BF16), qr: T([DYN, QL], BF16)):
         n = x.shape[0]
-        pypto.set_vec_tile_shapes(1, QL)
-        gq32 = pypto.cast(gq, F32)  # loop-invariant norm weights in fp32
-        pypto.set_vec_tile_shapes(1, HD)
-        gkv32 = pypto.cast(gkv, F32)
+        gq32, gkv32 = gq, gkv  # the norm weights arrive in fp32 (exact for bf16 checkpoints)
         for i in pypto.loop((n + TT - 1) // TT, name="token_tiles", idx_name="i"):
             off = i * TT
             rows = pypto.min(off + TT, n) - off

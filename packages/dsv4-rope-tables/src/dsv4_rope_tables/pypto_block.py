@@ -15,6 +15,9 @@ objects.
 import pypto
 import torch
 
+from dsv4_core.backends import jit_options
+from dsv4_core.chip import VEC_OPERAND_ELEMS
+
 F32, BF16, I32 = pypto.DT_FP32, pypto.DT_BF16, pypto.DT_INT32
 
 
@@ -41,11 +44,11 @@ def build_rope_heads_kernel(num_heads: int, head_dim: int, rope_dim: int, *, inv
     H, D, R, TT = num_heads, head_dim, rope_dim, token_tile
     NOPE = D - R
     DYN, S = pypto.DYNAMIC, pypto.STATIC
-    opts = {"run_mode": pypto.RunMode.SIM if run_mode is None else run_mode}
-    # heads per vector tile: ≤ 8192 elements (32 KB fp32) per operand keeps every op's
-    # inputs + output inside the 192 KB unified buffer
-    hv = max(1, min(H, 8192 // (TT * R)))
-    hv_nope = max(1, min(H, 8192 // (TT * NOPE))) if NOPE else 1
+    opts = jit_options(run_mode)
+    # heads per vector tile: ≤ VEC_OPERAND_ELEMS elements per operand keeps every op's
+    # inputs + output inside the unified buffer
+    hv = max(1, min(H, VEC_OPERAND_ELEMS // (TT * R)))
+    hv_nope = max(1, min(H, VEC_OPERAND_ELEMS // (TT * NOPE))) if NOPE else 1
 
     @pypto.frontend.jit(runtime_options=opts)
     def rope_heads(x: pypto.Tensor([DYN, H, D], BF16), cos: pypto.Tensor([DYN, R], F32),

@@ -13,16 +13,12 @@ from __future__ import annotations
 import torch
 
 from dsv4_core import FLASH, PRO, TINY, AttentionConfig, shard_heads
-from dsv4_core.attention import make_attention_inputs, traffic
-from dsv4_core.attention_cases import DecodeCase, check_decode_case, seeded_starts, time_case
-from dsv4_core.golden import BenchOutcome, GoldenOutcome
+from dsv4_sparse_attn_common.testing import DecodeCase, DecodeKit, serving_decode_cases
 
-from .reference import _resolved, hca_exact, hca_reference
+from . import COMPRESS_RATIO, sparse_attn_hca
 
 MODULE = "sparse_attn_hca"
-RATIO = 128
 NEAR_1M = FLASH.max_position_embeddings - 2
-
 
 Case = DecodeCase
 CTX_64K = 65536
@@ -33,47 +29,16 @@ SMALL_CASES = [
     Case("tiny-tp2-B2S2", shard_heads(TINY, 2), (126, 1000), 2),
     Case("pro-tp8-B1S2", shard_heads(PRO, 8), (3000,), 2),
 ]
-FLASH_CASES = [Case("flash-decode-B64S2-64K", FLASH, seeded_starts(64, CTX_64K - 130, CTX_64K - 2, 1), 2)]
-BENCH = [
-    Case("flash-decode-B64S2-64K", FLASH, seeded_starts(64, CTX_64K - 130, CTX_64K - 2, 1), 2),
-    Case("pro-decode-B64S2-64K", PRO, seeded_starts(64, CTX_64K - 130, CTX_64K - 2, 2), 2),
-]
-CASES = {c.name: c for c in SMALL_CASES + FLASH_CASES}
-BENCH_CASES_BY_NAME = {c.name: c for c in BENCH}
-GOLDEN_CASES = [(c.name, "small") for c in SMALL_CASES] + [(c.name, "flash") for c in FLASH_CASES]
-BENCH_CASES = [c.name for c in BENCH]
-
-
-def make_inputs(case: Case, batch: int | None = None, materialize: bool = True) -> dict:
-    return make_attention_inputs(case.config, case.positions(batch), compress_ratio=RATIO, seed=case.seed,
-                                 materialize=materialize, max_cmp_pages=None if materialize else 64)
+FLASH_CASES, BENCH = serving_decode_cases(CTX_64K - 130, CTX_64K - 2, "-64K")
 
 
 def call(inp: dict, cfg: AttentionConfig, backend: str) -> torch.Tensor:
-    from . import sparse_attn_hca
-
     return sparse_attn_hca(inp["q"], inp["kv"], inp["kv_cache"], inp["block_table"], inp["cmp_kv"],
                            inp["cmp_block_table"], inp["positions"], inp["attn_sink"], inp["wo_a"], inp["wo_b"],
                            config=cfg, backend=backend)
 
 
-def golden(name: str, *, perturb: str | None = None) -> GoldenOutcome:
-    """Kernel on the simulator vs the golden (`dsv4_core.attention_cases.check_decode_case`);
-    perturb "sink" / "rope" must make the check fail."""
-    return check_decode_case(MODULE, CASES[name], make_inputs, reference=hca_reference, exact=hca_exact,
-                             resolved=_resolved, call=call, perturb=perturb)
-
-
-def _cost_model_run(case: Case):
-    run, rows = time_case(case.config, make_inputs(case, materialize=False), _resolved, case.name)
-    return run, rows.shape[1]
-
-
-def bench(name: str) -> BenchOutcome:
-    """Cost model only (values=False) at full size."""
-    case = BENCH_CASES_BY_NAME[name]
-    run, k = _cost_model_run(case)
-    T = case.batch * case.seq
-    nbytes, flops = traffic(case.config, T, k)
-    return BenchOutcome(MODULE, name, run.aicore_us, nbytes, flops, cores=run.cores,
-                        note=f"T={T}, H={case.config.num_heads}, rows/token={k}")
+KIT = DecodeKit(__name__, MODULE, COMPRESS_RATIO, call, small=SMALL_CASES, flash=FLASH_CASES, bench=BENCH)
+CASES, GOLDEN_CASES, BENCH_CASES = KIT.cases, KIT.golden_cases, KIT.bench_cases
+make_inputs, golden, bench = KIT.make_inputs, KIT.golden, KIT.bench  # make_inputs(case, batch=None, materialize=True)
+reference, exact = KIT.reference, KIT.exact  # the torch golden (bf16) and its fp64 evaluation of inputs

@@ -8,21 +8,19 @@ positions including itself (fewer at the start of a sequence): older positions f
 request's ring page, the step's own earlier tokens (and itself) from the freshly projected
 `kv` (the ring is updated after attention, `update_window_cache`). Softmax with the per-head
 sink in the denominator, inverse RoPE at the query position (main profile, θ 10000), grouped
-low-rank output projection."""
+low-rank output projection. The kernel, golden and index plumbing are
+dsv4-sparse-attn-common's."""
 
 from __future__ import annotations
 
 import torch
 
-from dsv4_core import AttentionConfig, resolve_backend
-from dsv4_core.attention import attend, check_positions_grid, prepare, validate_attention_args, window_indices
-from dsv4_core.attention import write_window_cache as update_window_cache
-from dsv4_rope_tables import profile_for_ratio, require_abi, rope_rows, rotate
-from dsv4_rope_tables.pypto_block import rope_rotate, swap_index
+from dsv4_core import AttentionConfig
+from dsv4_sparse_attn_common import ROPE_ABI_CONSUMED, decode_attention, window_indices
+from dsv4_sparse_attn_common import write_window_cache as update_window_cache
 
-__version__ = "0.2.1"
-ROPE_ABI_CONSUMED = "dsv4-rope/1"
-require_abi("dsv4-sparse-attn-swa", ROPE_ABI_CONSUMED)
+__version__ = "0.3.0"
+# ROPE_ABI_CONSUMED: the family's (its kernel and golden do the rotation; it checks the ABI at import)
 COMPRESS_RATIO = 0
 
 __all__ = ["COMPRESS_RATIO", "ROPE_ABI_CONSUMED", "build_indices", "sparse_attn_swa", "update_window_cache",
@@ -46,15 +44,5 @@ def sparse_attn_swa(q: torch.Tensor, kv: torch.Tensor, kv_cache: torch.Tensor, b
     each request; positions [B, S] int consecutive per request; attn_sink [H] fp32;
     wo_a [G, o_lora, hpg·512], wo_b [hidden, G·o_lora] bf16. The cache is not written:
     call `update_window_cache(kv_cache, block_table, positions, kv)` after attention."""
-    cfg = config
-    if not isinstance(positions, torch.Tensor):
-        raise TypeError(f"positions must be a torch.Tensor, got {type(positions).__name__}")
-    p = check_positions_grid(positions)
-    B, S = p.shape
-    validate_attention_args(cfg, q, kv, kv_cache, block_table, attn_sink, wo_a, wo_b, tokens=B * S, requests=B)
-    cos, sin = rope_rows(profile_for_ratio(cfg, COMPRESS_RATIO), p.reshape(-1))  # validates the range
-    be = resolve_backend(backend)
-    idx = build_indices(p, config=cfg)
-    src, rows = prepare(idx, p, window=cfg.window, kv=kv, kv_cache=kv_cache, block_table=block_table)
-    return attend(cfg, be, q, src, rows, attn_sink, cos, sin, wo_a, wo_b, rope=rotate, rope_block=rope_rotate,
-                  swap_idx=swap_index(cfg.rope_dim), name="sparse_attn_swa")
+    return decode_attention(q, kv, kv_cache, block_table, positions, attn_sink, wo_a, wo_b, config=config,
+                            backend=backend, compress_ratio=COMPRESS_RATIO, name="sparse_attn_swa")

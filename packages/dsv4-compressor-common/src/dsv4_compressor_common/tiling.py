@@ -1,0 +1,34 @@
+"""Build-time tiling of the compressor kernels (`kernel.py`), chosen under the cost model.
+
+The kernels stay dynamic in the token count T and the window count N; the tiling is a
+build-time choice from the config and the expected T / N."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from dsv4_core.chip import VEC_OPERAND_ELEMS
+
+
+@dataclasses.dataclass(frozen=True)
+class CompressorTiling:
+    tt: int = 128  # token rows per projection iteration
+    cube: tuple = ((128, 128), (128, 1024), (128, 128))  # ([m0, m1], [k0, k1], [n0, n1])
+    vec_elems: int = VEC_OPERAND_ELEMS  # elements per vector-tile operand
+    nt: int = 32  # windows per pooling iteration
+
+
+def default_tiling(cfg, ratio: int, tokens: int | None = None, windows: int | None = None) -> CompressorTiling:
+    """Tiles found best under the cost model at FLASH shapes (README, Performance): a long K
+    tile; 512-token tiles for prefill-sized T; for a decode-sized T with the 512-wide
+    (ratio-128) projection, 64-wide N tiles so more cube cores get work; pooling tiles of
+    8 / 16 / 32 windows by window count."""
+    k1 = min(1024, cfg.hidden_size)
+    n = 64 if (ratio != 4 and tokens is not None and tokens <= 128) else 128
+    nt = 32
+    if windows is not None and windows <= 8:
+        nt = 8
+    elif windows is not None and windows <= 64 and ratio == 4:
+        nt = 16
+    tt = 512 if tokens is not None and tokens >= 512 else 128
+    return CompressorTiling(tt=tt, cube=((128, 128), (128, k1), (n, n)), nt=nt)

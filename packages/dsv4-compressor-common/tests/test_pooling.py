@@ -1,0 +1,113 @@
+"""Gated pooling: the torch reference against an explicit formula and its properties, the
+window geometry of both ratios, and the pypto block on the simulator (one process per
+shape)."""
+
+import math
+
+import pytest
+import torch
+
+from dsv4_compressor_common.pooling import coff, gated_pool, window_positions, window_size
+from dsv4_core import sim
+from dsv4_core.compare import compare
+
+
+def _explicit(kv, score, valid):
+    """Per window and channel: Σ_w e^{s_w − m} v_w / Σ_w e^{s_w − m} over the valid slots."""
+    N, W, C = kv.shape
+    out = torch.zeros(N, C, dtype=torch.float64)
+    for n in range(N):
+        idx = [w for w in range(W) if valid[n, w]]
+        if not idx:
+            continue
+        s = score[n, idx].double()
+        e = torch.exp(s - s.max(0).values)
+        out[n] = (e * kv[n, idx].double()).sum(0) / e.sum(0)
+    return out
+
+
+def test_matches_explicit_formula():
+    kv, score = torch.randn(5, 8, 16), torch.randn(5, 8, 16) * 3
+    valid = torch.rand(5, 8) > 0.3
+    valid[:, -1] = True
+    assert torch.allclose(gated_pool(kv, score, valid).double(), _explicit(kv, score, valid), atol=1e-6)
+    # fp64 inputs give fp64 math
+    assert gated_pool(kv.double(), score.double(), valid).dtype == torch.float64
+
+
+def test_absent_slots_never_contribute():
+    kv, score = torch.randn(3, 8, 4), torch.randn(3, 8, 4)
+    valid = torch.ones(3, 8, dtype=torch.bool)
+    valid[:, :4] = False
+    want = gated_pool(kv, score, valid)
+    kv2, score2 = kv.clone(), score.clone()
+    kv2[:, :4] = float("nan")
+    score2[:, :4] = float("inf")
+    assert torch.equal(gated_pool(kv2, score2, valid), want)
+    assert torch.allclose(want, gated_pool(kv[:, 4:], score[:, 4:], valid[:, 4:]))
+
+
+def test_all_absent_window_pools_to_zero_and_weights_sum_to_one():
+    kv = torch.ones(2, 4, 3)
+    valid = torch.tensor([[False] * 4, [True, False, True, True]])
+    out = gated_pool(kv, torch.randn(2, 4, 3), valid)
+    assert torch.equal(out[0], torch.zeros(3)) and torch.allclose(out[1], torch.ones(3))
+
+
+def test_shape_errors():
+    with pytest.raises(ValueError, match="must be \\[N, W, C\\]"):
+        gated_pool(torch.zeros(2, 4, 3), torch.zeros(2, 4, 2), torch.ones(2, 4, dtype=torch.bool))
+
+
+def test_window_geometry():
+    assert window_size(4) == 8 and window_size(128) == 128
+    assert coff(4) == 2 and coff(128) == 1
+    pos, half = window_positions(torch.tensor([3, 11]), 4)
+    assert pos.tolist() == [list(range(-4, 4)), list(range(4, 12))]
+    assert half.tolist() == [0, 0, 0, 0, 1, 1, 1, 1]  # previous window: front half; current: back half
+    pos, half = window_positions(torch.tensor([255]), 128)
+    assert pos[0].tolist() == list(range(128, 256)) and not half.any()
+    with pytest.raises(ValueError, match="closing positions"):
+        window_positions(torch.tensor([5]), 4)
+    with pytest.raises(ValueError, match="must be 4 or 128"):
+        window_size(2)
+
+
+def _kernel_case(N, W, C, NT):
+    """pool_window_tile inside a jit kernel over N windows (dynamic, ragged last tile)."""
+    import pypto
+
+    from dsv4_compressor_common.pooling import pool_window_tile
+    from dsv4_core.backends import jit_options
+
+    F32, DYN = pypto.DT_FP32, pypto.DYNAMIC
+
+    @pypto.frontend.jit(runtime_options=jit_options())
+    def pool(kv: pypto.Tensor([DYN, W, C], F32), score: pypto.Tensor([DYN, W, C], F32),
+             valid: pypto.Tensor([DYN, W], F32), out: pypto.Tensor([DYN, C], F32)):
+        n = kv.shape[0]
+        for i in pypto.loop((n + NT - 1) // NT, name="tiles", idx_name="i"):
+            off = i * NT
+            p = pool_window_tile(kv, score, valid, off, pypto.min(off + NT, n) - off, window=W, channels=C, tile_rows=NT)
+            pypto.set_vec_tile_shapes(NT, C)
+            pypto.assemble(pypto.mul(p, 1.0), [off, 0], out)
+
+    g = torch.Generator().manual_seed(0)
+    kv, score = torch.randn(N, W, C, generator=g), torch.randn(N, W, C, generator=g) * 3
+    valid = torch.rand(N, W, generator=g) > 0.3
+    valid[:, -1] = True
+    valid[0, : W // 2] = False
+    kv[~valid] = 0.0  # the host zero-fills absent slots
+    score[~valid] = 0.0
+    out = torch.full((N, C), -7.0)
+    sim.run(pool, [kv, score, valid.float(), out], name="gated_pool")
+    return out, gated_pool(kv, score, valid), gated_pool(kv.double(), score.double(), valid)
+
+
+@pytest.mark.parametrize("N,W,C", [(11, 8, 512), (3, 128, 128)])
+def test_pypto_block_matches_reference(N, W, C):
+    (out, ref, exact), run = sim.isolated(_kernel_case, N, W, C, 8)
+    rep = compare(out, exact, ref, name="pooled")
+    assert rep.ok, str(rep)
+    assert run is not None and run.values and run.aicore_us > 0
+    assert not math.isclose(float(out.abs().max()), 7.0)

@@ -1,0 +1,60 @@
+"""dsv4-sparse-attn-common: the sparse-attention core shared by the four sparse-attention
+packages (CSA / HCA / SWA decode and prefill) — the torch golden and fp64 oracles, the
+host-side index plumbing (one home for the visibility rule of compressed entries), the
+pypto kernel and its blocks, argument checks and the glue every public function runs.
+
+Scenario kits for tests, `nox -s golden` and `nox -s bench` live in
+`dsv4_sparse_attn_common.testing`, which nothing here imports."""
+
+from dsv4_rope_tables import require_abi
+
+from .api import Golden, Resolved, attend, decode_attention, decode_golden, decode_resolved, resolve
+from .indexing import (
+    KVSource,
+    causal_topk,
+    check_positions_grid,
+    compressed_indices,
+    index_rows,
+    kv_source,
+    prepare,
+    resolve_rows,
+    visible_entries,
+    visible_entry_columns,
+    window_indices,
+    write_window_cache,
+)
+from .kernel import (
+    KV_TILE_MAX,
+    AttnTiling,
+    build_sparse_attn_kernel,
+    default_tiling,
+    finalize_heads,
+    grouped_oproj,
+    kv_tile,
+    pad_rows,
+    run_sparse_attn,
+    sink_softmax_tile,
+    widen_swap,
+)
+from .perf import traffic
+from .reference import (
+    attention_exact,
+    semantic_attention_exact,
+    sparse_attention_exact,
+    sparse_attention_reference,
+)
+from .validate import validate_attention_args
+
+__version__ = "0.1.0"
+ROPE_ABI_CONSUMED = "dsv4-rope/1"
+require_abi("dsv4-sparse-attn-common", ROPE_ABI_CONSUMED)
+
+__all__ = [
+    "KV_TILE_MAX", "ROPE_ABI_CONSUMED", "AttnTiling", "Golden", "KVSource", "Resolved", "attend", "attention_exact",
+    "build_sparse_attn_kernel", "causal_topk", "check_positions_grid", "compressed_indices", "decode_attention",
+    "decode_golden", "decode_resolved", "default_tiling", "finalize_heads", "grouped_oproj", "index_rows",
+    "kv_source", "kv_tile", "pad_rows", "prepare", "resolve", "resolve_rows", "run_sparse_attn",
+    "semantic_attention_exact", "sink_softmax_tile", "sparse_attention_exact", "sparse_attention_reference",
+    "traffic", "validate_attention_args", "visible_entries", "visible_entry_columns", "widen_swap",
+    "window_indices", "write_window_cache", "__version__",
+]

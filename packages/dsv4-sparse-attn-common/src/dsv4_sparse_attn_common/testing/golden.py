@@ -1,0 +1,147 @@
+"""The golden check of one scenario — the package's public function on the simulator against
+its golden, plus the two perturbations that must make it fail — the cost-model timing run,
+and `DecodeKit`, everything a decode package's `cases.py` needs but its scenarios and its
+public function."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Callable
+
+import torch
+
+from dsv4_core import sim
+from dsv4_core.compare import compare
+from dsv4_core.golden import BenchOutcome, GoldenOutcome
+from dsv4_rope_tables import profile_for_ratio, rope_rows
+
+from ..api import Golden, decode_golden
+from ..kernel import run_sparse_attn
+from ..perf import traffic
+from ..reference import semantic_attention_exact
+from .inputs import DecodeCase, decode_inputs
+
+PERTURBATIONS = ("sink", "rope")
+
+
+def run_resolved(cfg, inp: dict, resolved: Callable, *, sink_shift: float = 0.0, inverse_rope: bool = True,
+                 values: bool = True, name: str = "sparse_attn") -> tuple[torch.Tensor, torch.Tensor]:
+    """The kernel on the simulator from resolved rows (the packages' public functions do the
+    same after validation): returns (out, physical rows)."""
+    src, rows, cos, sin = resolved(cfg, inp)
+    out = run_sparse_attn(cfg, "sim", inp["q"], src, rows, inp["attn_sink"] + sink_shift, cos, sin, inp["wo_a"],
+                          inp["wo_b"], inverse_rope=inverse_rope, values=values, name=name)
+    return out, rows
+
+
+def check_golden(module: str, name: str, cfg, inp: dict, *, golden: Golden, call: Callable,
+                 perturb: str | None = None, note: str = "", timing: Callable | None = None) -> GoldenOutcome:
+    """One scenario: the package's public function on the `sim` backend (`call(inp, cfg,
+    "sim")`) against `golden.reference` / `golden.exact` with the 2× comparator.
+    perturb="sink" adds 1 to the kernel's sink, perturb="rope" builds the kernel without the
+    inverse RoPE: the check must then fail. `timing()` (a KernelRun), when given, replaces the
+    value run's cost-model figure (a value run on a slice, the full case timed alone)."""
+    if perturb is not None and perturb not in PERTURBATIONS:
+        raise ValueError(f"perturb must be None, 'sink' or 'rope', got {perturb!r}")
+    ref = golden.reference(cfg, inp)
+    ex = golden.exact(cfg, inp)
+    if perturb is None:
+        out = call(inp, cfg, "sim")
+    else:
+        out, _ = run_resolved(cfg, inp, golden.resolved, sink_shift=1.0 if perturb == "sink" else 0.0,
+                              inverse_rope=perturb != "rope")
+    reports = [compare(out, ex, ref, name="attn_out")]
+    run = sim.last_run()
+    if timing is not None and perturb is None:
+        run = timing()
+    return GoldenOutcome(module, name, reports, run, note=note)
+
+
+def time_case(cfg, inp: dict, resolved: Callable, name: str):
+    """Cost model only (values=False) on `inp` (zero tensors of the right shapes): returns
+    (KernelRun, physical rows)."""
+    _, rows = run_resolved(cfg, inp, resolved, values=False, name=name)
+    return sim.last_run(), rows
+
+
+def check_decode_case(module: str, case: DecodeCase, make_inputs: Callable, *, golden: Golden, call: Callable,
+                      perturb: str | None = None) -> GoldenOutcome:
+    """`check_golden` for a decode scenario: numbers on `case.value_batch` requests (all when
+    None), the full batch timed by the cost model alone when only a slice was checked.
+    `make_inputs(case, batch=None, materialize=True)` is the package's input builder."""
+    cfg = case.config
+    inp = make_inputs(case, case.value_batch)
+    T = inp["q"].shape[0]
+    _, rows, _, _ = golden.resolved(cfg, inp)
+    note = f"T={T} K={rows.shape[1]}"
+    timing = None
+    if case.value_batch is not None:
+        note = f"values on B={case.value_batch} of {case.batch} (T={T}); µs for the full B={case.batch}"
+
+        def timing():
+            return time_case(cfg, make_inputs(case, materialize=False), golden.resolved, case.name)[0]
+    return check_golden(module, case.name, cfg, inp, golden=golden, call=call, perturb=perturb, note=note,
+                        timing=timing)
+
+
+def semantic_exact(cfg, inp: dict, *, compress_ratio: int) -> torch.Tensor:
+    """`semantic_attention_exact` (the independent fp64 oracle) on a scenario's inputs."""
+    p = inp["positions"]
+    cos, sin = rope_rows(profile_for_ratio(cfg, compress_ratio), p.reshape(-1))
+    return semantic_attention_exact(cfg, p, inp["q"], inp["kv"], inp["kv_cache"], inp["block_table"],
+                                    inp["attn_sink"], cos, sin, inp["wo_a"], inp["wo_b"],
+                                    compress_ratio=compress_ratio, cmp_kv=inp.get("cmp_kv"),
+                                    cmp_block_table=inp.get("cmp_block_table"), topk_idxs=inp.get("topk_idxs"))
+
+
+class DecodeKit:
+    """The `cases.py` protocol (dsv4_core.golden) of a decode package from its scenarios:
+    `home` (the name of the cases module that binds the kit as `KIT`), `module`, the layer's
+    `compress_ratio`, `call(inputs, cfg, backend)` (the package's public function on scenario
+    inputs), the small- and flash-tier golden cases and the bench cases (`DecodeCase`s).
+    `reference` / `exact` are the package's torch golden and its fp64 evaluation of a
+    scenario's inputs (`dsv4_sparse_attn_common.decode_golden`).
+
+        KIT = DecodeKit(__name__, MODULE, COMPRESS_RATIO, call, small=..., flash=..., bench=...)
+        golden, bench = KIT.golden, KIT.bench
+
+    A kit pickles as a reference to its home's `KIT`, so `dsv4_core.sim.isolated(golden,
+    name)` sends the child a name, not the scenarios."""
+
+    def __init__(self, home: str, module: str, compress_ratio: int, call: Callable, *, small: list, flash: list,
+                 bench: list) -> None:
+        self.home = home
+        self.module, self.compress_ratio, self.call = module, compress_ratio, call
+        self.torch_golden = decode_golden(compress_ratio)
+        self.reference, self.exact = self.torch_golden.reference, self.torch_golden.exact
+        self.cases = {c.name: c for c in list(small) + list(flash)}
+        self.bench_by_name = {c.name: c for c in bench}
+        self.golden_cases = [(c.name, "small") for c in small] + [(c.name, "flash") for c in flash]
+        self.bench_cases = [c.name for c in bench]
+
+    def __reduce__(self):
+        return _kit_of, (self.home,)
+
+    def make_inputs(self, case: DecodeCase, batch: int | None = None, materialize: bool = True) -> dict:
+        return decode_inputs(case, self.compress_ratio, batch, materialize)
+
+    def golden(self, name: str, *, perturb: str | None = None) -> GoldenOutcome:
+        """Kernel on the simulator vs the golden (`check_decode_case`); perturb "sink" /
+        "rope" must make the check fail."""
+        return check_decode_case(self.module, self.cases[name], self.make_inputs, golden=self.torch_golden,
+                                 call=self.call, perturb=perturb)
+
+    def bench(self, name: str) -> BenchOutcome:
+        """Cost model only (values=False) at full size."""
+        case = self.bench_by_name[name]
+        run, rows = time_case(case.config, self.make_inputs(case, materialize=False), self.torch_golden.resolved,
+                              case.name)
+        k = rows.shape[1]
+        T = case.batch * case.seq
+        nbytes, flops = traffic(case.config, T, k)
+        return BenchOutcome(self.module, name, run.aicore_us, nbytes, flops, cores=run.cores,
+                            note=f"T={T}, H={case.config.num_heads}, rows/token={k}")
+
+
+def _kit_of(home: str) -> DecodeKit:
+    return importlib.import_module(home).KIT

@@ -1,0 +1,243 @@
+"""The shared sparse-attention core: reference semantics, index plumbing, tiling, and the
+pypto kernel on the simulator (RoPE rows and rotation from dsv4-rope-tables)."""
+
+import dataclasses
+import math
+
+import pytest
+import torch
+
+from dsv4_core import TINY, sim
+from dsv4_core.compare import compare
+from dsv4_rope_tables import profile_for_ratio, rope_rows, rotate
+from dsv4_sparse_attn_common import (
+    attention_exact,
+    default_tiling,
+    kv_tile,
+    pad_rows,
+    resolve_rows,
+    run_sparse_attn,
+    sparse_attention_exact,
+    sparse_attention_reference,
+    widen_swap,
+    window_indices,
+)
+
+H, D, R = 8, 512, 64
+SCALE = D ** -0.5
+
+
+def rows_at(pos):
+    """Canonical cos / sin rows [T, R] at positions `pos` (main profile, θ 10000)."""
+    return rope_rows(profile_for_ratio(TINY, 0), torch.as_tensor(pos, dtype=torch.int64))
+
+
+def _case(T=6, K=200, N=400, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    q = (torch.randn(T, H, D, generator=g) * 1.5).bfloat16()
+    kv = torch.randn(N, D, generator=g).bfloat16()
+    rows = torch.stack([torch.randperm(N, generator=g)[:K] for _ in range(T)]).int()  # distinct per token
+    rows[:, -17:] = -1
+    sink = torch.randn(H, generator=g)
+    return q, kv, rows, sink
+
+
+def _dense_exact(q, kv, rows, sink):
+    """Dense fp64: scores against every row of kv, mask the rows not selected, sink as an
+    extra key whose value is 0."""
+    T, N = q.shape[0], kv.shape[0]
+    mask = torch.zeros(T, N, dtype=torch.bool)
+    for t in range(T):
+        sel = rows[t][rows[t] >= 0].long()
+        mask[t, sel] = True
+    s = torch.einsum("thd,nd->thn", q.double(), kv.double()) * SCALE
+    s = s.masked_fill(~mask[:, None, :], float("-inf"))
+    keys = torch.cat([kv.double(), torch.zeros(1, D, dtype=torch.float64)], 0)
+    logits = torch.cat([s, sink.double().reshape(1, H, 1).expand(T, H, 1)], -1)
+    return torch.einsum("thn,nd->thd", torch.softmax(logits, -1), keys)
+
+
+def test_sparse_matches_dense_masked_softmax():
+    for seed in range(3):
+        q, kv, rows, sink = _case(seed=seed)
+        dense = _dense_exact(q, kv, rows, sink)
+        assert (attention_exact(q, kv, rows, sink, softmax_scale=SCALE) - dense).abs().max() < 1e-12
+
+
+def test_reference_close_to_exact_and_bf16_error_nonzero():
+    q, kv, rows, sink = _case()
+    T = q.shape[0]
+    cos, sin = rows_at(torch.arange(T) * 1000)
+    g = torch.Generator().manual_seed(1)
+    wo_a = (torch.randn(2, 128, 4 * D, generator=g) * (4 * D) ** -0.5).bfloat16()
+    wo_b = (torch.randn(256, 256, generator=g) * 256 ** -0.5).bfloat16()
+    ref = sparse_attention_reference(q, kv, rows, sink, cos, sin, wo_a, wo_b, softmax_scale=SCALE)
+    ex = sparse_attention_exact(q, kv, rows, sink, cos, sin, wo_a, wo_b, softmax_scale=SCALE)
+    err = (ref.double() - ex).abs().max()
+    assert 0 < err < 2 ** -6 * ex.abs().max()
+    assert compare(ref, ex, ref).ok
+
+
+def test_invariant_to_index_order():
+    q, kv, rows, sink = _case()
+    perm = torch.randperm(rows.shape[1])
+    a = attention_exact(q, kv, rows, sink, softmax_scale=SCALE)
+    b = attention_exact(q, kv, rows[:, perm], sink, softmax_scale=SCALE)
+    assert (a - b).abs().max() < 1e-12
+    cos, sin = rows_at(torch.zeros(q.shape[0]))
+    wo_a = torch.eye(D).reshape(1, D, D).repeat(1, 1, H).bfloat16() / H  # any projection
+    wo_b = torch.eye(D).bfloat16()
+    ra = sparse_attention_reference(q, kv, rows, sink, cos, sin, wo_a[:, :, :H * D], wo_b, softmax_scale=SCALE,
+                                    tile=32)
+    rb = sparse_attention_reference(q, kv, rows[:, perm], sink, cos, sin, wo_a[:, :, :H * D], wo_b,
+                                    softmax_scale=SCALE, tile=32)
+    assert (ra.float() - rb.float()).abs().max() <= 2 ** -7 * ra.float().abs().max()  # bf16 rounding only
+
+
+def test_all_masked_row_gives_zero():
+    q, kv, rows, sink = _case()
+    rows[2] = -1
+    cos, sin = rows_at(torch.arange(q.shape[0]))
+    wo_a = (torch.randn(2, 64, 4 * D) * 0.02).bfloat16()
+    wo_b = (torch.randn(128, 128) * 0.1).bfloat16()
+    ex = attention_exact(q, kv, rows, sink, softmax_scale=SCALE)
+    assert torch.equal(ex[2], torch.zeros_like(ex[2]))
+    ref = sparse_attention_reference(q, kv, rows, sink, cos, sin, wo_a, wo_b, softmax_scale=SCALE)
+    assert torch.isfinite(ref.float()).all() and torch.equal(ref[2].float(), torch.zeros(128))
+
+
+def test_sink_scales_output_as_the_formula_says():
+    q, kv, rows, sink = _case()
+    no_sink = attention_exact(q, kv, rows, torch.full((H,), -math.inf), softmax_scale=SCALE)
+    with_sink = attention_exact(q, kv, rows, sink, softmax_scale=SCALE)
+    # o_sink = o · Z / (Z + exp(sink)),  Z = Σ_i exp(s_i)
+    kr = kv[rows.clamp(min=0).long()].double()
+    s = torch.einsum("thd,tkd->thk", q.double(), kr) * SCALE
+    z = torch.exp(s).masked_fill((rows < 0)[:, None, :], 0).sum(-1, keepdim=True)
+    factor = z / (z + torch.exp(sink.double()).reshape(1, H, 1))
+    assert (with_sink - no_sink * factor).abs().max() < 1e-12
+    assert (with_sink - no_sink).abs().max() > 1e-3
+
+
+def test_inverse_rope_undoes_forward_rotation_of_v():
+    """Rotating q and every kv row forward at the query's position p leaves the scores
+    unchanged and the value sum rotated by p; the inverse RoPE takes it back."""
+    q, kv, rows, sink = _case(T=3, N=300)
+    pos = torch.tensor([7, 1000, 65000])
+    cos, sin = rows_at(pos)
+    cos0, sin0 = rows_at(torch.zeros(3))
+    g = torch.Generator().manual_seed(2)
+    wo_a = (torch.randn(2, 64, 4 * D, generator=g) * 0.02).bfloat16()
+    wo_b = (torch.randn(128, 128, generator=g) * 0.1).bfloat16()
+    base = sparse_attention_exact(q, kv, rows, sink, cos0, sin0, wo_a, wo_b, softmax_scale=SCALE)
+    for t in range(3):
+        qr = q.double().clone()
+        qr[..., -R:] = rotate(qr[..., -R:], cos[t], sin[t])
+        kr = kv.double().clone()
+        kr[..., -R:] = rotate(kr[..., -R:], cos[t], sin[t])
+        sel = slice(t, t + 1)
+        got = sparse_attention_exact(qr[sel], kr, rows[sel], sink, cos[sel], sin[sel], wo_a, wo_b,
+                                     softmax_scale=SCALE)
+        assert (got - base[sel]).abs().max() < 1e-6  # fp32 tables: rotation orthonormal to ~1e-8
+        dropped = sparse_attention_exact(qr[sel], kr, rows[sel], sink, cos0[sel], sin0[sel], wo_a, wo_b,
+                                         softmax_scale=SCALE)
+        assert t == 0 or (dropped - base[sel]).abs().max() > 1e-3  # without the inverse it differs
+
+
+def test_window_indices_examples():
+    W = TINY.window
+    idx = window_indices(torch.tensor([[130, 131]]), W)
+    assert idx[0, 0] == 3 and idx[0, -1] == W and idx[1, -2:].tolist() == [W, W + 1]
+    idx = window_indices(torch.tensor([[0], [127], [128]]), W)
+    assert idx[0, 0] == W and (idx[0, 1:] == -1).all()
+    assert idx[1, :127].tolist() == list(range(127)) and idx[1, 127] == W
+    assert idx[2, :127].tolist() == list(range(1, 128)) and idx[2, 127] == W
+
+
+def test_resolve_rows_refuses_and_masks():
+    W = TINY.window
+    pos = torch.tensor([[600, 601]])
+    bt = torch.tensor([1])
+    cbt = torch.tensor([[2, 0]])
+    idx = torch.tensor([[5, W + 0, W + 1, W + 2 + 3, W + 2 + 150],
+                        [5, W + 0, W + 1, W + 2 + 3, W + 2 + 150]], dtype=torch.int32)
+    out = resolve_rows(idx, pos, window=W, ring_pages=bt, num_ring_pages=2, compress_ratio=4,
+                       cmp_block_table=cbt, cmp_block_size=128, num_cmp_pages=3)
+    ring_rows = 2 * W
+    assert out[0].tolist() == [W + 5, ring_rows + 0, -1, ring_rows + 2 + 2 * 128 + 3, -1]  # s'=1 > s=0 masked;
+    assert out[1, 2] == ring_rows + 1  # entry 150 >= (600+1)//4 = 150 masked (causal cut)
+    with pytest.raises(ValueError, match=">= -1"):
+        resolve_rows(idx[:, :2] - 7, pos, window=W, ring_pages=bt, num_ring_pages=2)
+    with pytest.raises(ValueError, match="capacity"):
+        resolve_rows(idx + 300, pos, window=W, ring_pages=bt, num_ring_pages=2, compress_ratio=4,
+                     cmp_block_table=cbt, cmp_block_size=128, num_cmp_pages=3)
+    with pytest.raises(ValueError, match="without a compressed cache"):
+        resolve_rows(idx, pos, window=W, ring_pages=bt, num_ring_pages=2)
+    with pytest.raises(ValueError, match="outside the compressed cache"):
+        resolve_rows(idx, pos, window=W, ring_pages=bt, num_ring_pages=2, compress_ratio=4,
+                     cmp_block_table=torch.tensor([[9, 0]]), cmp_block_size=128, num_cmp_pages=3)
+    lens = torch.tensor([2, 1])
+    out = resolve_rows(idx[:, :3], pos, window=W, ring_pages=bt, num_ring_pages=2, lens=lens)
+    assert out[1].tolist() == [W + 5, -1, -1]
+
+
+def test_kv_tile_fewest_tiles_of_at_most_768():
+    assert [kv_tile(k) for k in (1, 128, 130, 640, 648, 1152, 8320)] == [128, 128, 256, 640, 768, 640, 768]
+
+
+def test_pad_rows():
+    r = pad_rows(torch.zeros(3, 130, dtype=torch.int32), 8, 128)
+    assert r.shape == (8, 256) and (r[3:] == -1).all() and (r[:, 130:] == -1).all()
+
+
+def test_default_tiling_covers_the_rows_in_whole_tiles():
+    for k in (1, 128, 130, 640, 648, 1152, 8320):
+        tl = default_tiling(TINY, 10, k)
+        assert tl.nk * tl.kt >= k > (tl.nk - 1) * tl.kt, (k, tl.nk, tl.kt)
+        assert pad_rows(torch.zeros(10, k, dtype=torch.int32), tl.to, tl.kt).shape[1] == tl.nk * tl.kt
+
+
+def test_finalize_tile_heads_fit_the_unified_buffer():
+    from dsv4_core import FLASH, PRO
+    from dsv4_core.chip import UB_BYTES
+
+    for cfg in (TINY, FLASH, PRO):
+        tl = default_tiling(cfg, 128, 640)
+        assert tl.hv_o == min(cfg.num_heads, 32)  # 32 heads of 512 lanes: three fp32 operands in 192 KB
+        assert 3 * 4 * tl.hv_o * cfg.head_dim <= UB_BYTES
+
+
+def test_run_refuses_a_tiling_that_does_not_cover_the_rows():
+    q, kv, rows, sink = _case(T=2, K=300, N=400, seed=1)
+    tl = dataclasses.replace(default_tiling(TINY, 2, 300), nk=1)  # 1 × 384 ≥ 300 is fine …
+    bad = dataclasses.replace(tl, kt=128)  # … 1 × 128 is not
+    with pytest.raises(ValueError, match="nk·kt"):
+        run_sparse_attn(TINY, "sim", q, kv, rows, sink, None, None, None, None, tiling=bad)
+
+
+def test_widen_swap_is_identity_on_the_nope_lanes():
+    sw = torch.tensor([1, 0, 3, 2], dtype=torch.int32)
+    assert widen_swap(sw, 7).tolist() == [0, 1, 2, 4, 3, 6, 5]
+
+
+@pytest.mark.parametrize("k", [150, 900])  # one row tile; two row tiles (the unrolled online softmax)
+def test_kernel_block_on_simulator(k):
+    out, _ = sim.isolated(_kernel_case, k)
+    assert out["ok"], out["report"]
+    assert out["masked_row_zero"]
+
+
+def _kernel_case(K: int = 150):
+    cfg = TINY
+    q, kv, rows, sink = _case(T=10, K=K, N=max(500, 2 * K), seed=5)  # T, K not multiples of the tiles
+    rows[3] = -1
+    cos, sin = rows_at(torch.arange(10) * 977)
+    g = torch.Generator().manual_seed(3)
+    wo_a = (torch.randn(cfg.o_groups, cfg.o_lora_rank, cfg.group_in_dim, generator=g) * cfg.group_in_dim ** -0.5)
+    wo_b = torch.randn(cfg.hidden_size, cfg.o_groups * cfg.o_lora_rank, generator=g) * 256 ** -0.5
+    wo_a, wo_b = wo_a.bfloat16(), wo_b.bfloat16()
+    ref = sparse_attention_reference(q, kv, rows, sink, cos, sin, wo_a, wo_b, softmax_scale=SCALE)
+    ex = sparse_attention_exact(q, kv, rows, sink, cos, sin, wo_a, wo_b, softmax_scale=SCALE)
+    out = run_sparse_attn(cfg, "sim", q, kv, rows, sink, cos, sin, wo_a, wo_b)
+    rep = compare(out, ex, ref)
+    return {"ok": rep.ok, "report": str(rep), "masked_row_zero": bool((out[3].float() == 0).all())}
