@@ -46,6 +46,9 @@ def _wheel(name: str) -> str:
     return str(whl)
 
 
+# the tests run on every core (most of them are simulator runs in child processes)
+PYTEST = ("pytest==9.0.3", "pytest-xdist==3.8.0")
+PYTEST_ARGS = ("-q", "-p", "no:cacheprovider", "-n", os.environ.get("DSV4_TEST_WORKERS", "auto"))
 # dsv4-core's `sim` extra: what pypto's simulator tooling needs (every session runs the simulator)
 EXTRAS = {"dsv4-core": "[sim]"}
 
@@ -92,11 +95,11 @@ def build(session: nox.Session) -> None:
 @nox.parametrize("package", sorted(PACKAGES))
 def tests(session: nox.Session, package: str) -> None:
     """One package's tests in a fresh env with only it and its declared dependencies."""
-    _install_from_dist(session, [package], "pytest==9.0.3")
+    _install_from_dist(session, [package], *PYTEST)
     p = PACKAGES[package]
     session.chdir(p.path)  # tests import the installed wheel, not src/
     session.run("python", "-c", f"import {p.import_name} as m; print(m.__name__, m.__version__, m.__file__)")
-    session.run("pytest", "-q", "-p", "no:cacheprovider", "tests", *session.posargs, env=SIM_ENV)
+    session.run("pytest", *PYTEST_ARGS, "tests", *session.posargs, env=SIM_ENV)
 
 
 @nox.session(python=PYTHON)
@@ -110,9 +113,9 @@ def versions(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def crosscheck(session: nox.Session) -> None:
     """Every package in one env: pip check, ABI/version compatibility, cross-package tests."""
-    _install_from_dist(session, sorted(PACKAGES), "pytest==9.0.3", "packaging>=23")
+    _install_from_dist(session, sorted(PACKAGES), *PYTEST, "packaging>=23")
     session.run("python", "-m", "pip", "check")
-    session.run("pytest", "-q", "-p", "no:cacheprovider", "tests", *session.posargs, env=SIM_ENV)
+    session.run("pytest", *PYTEST_ARGS, "tests", *session.posargs, env=SIM_ENV)
 
 
 def _golden(session: nox.Session, module: str | None, tier: str) -> None:
@@ -165,6 +168,7 @@ def _bench(session: nox.Session, module: str | None) -> None:
     _install_from_source(session, sorted(PACKAGES))
     session.run("python", "tools/bench.py", *(["--module", module] if module else []), *session.posargs,
                 env=SIM_ENV)
+    session.run("python", "tools/bench_report.py")  # the READMEs' bench blocks, from build/bench
 
 
 @nox.session(python=PYTHON)

@@ -1,9 +1,10 @@
 """`nox -s golden`: every module's kernel on the CPU simulator vs its golden, one table.
 
-    python tools/golden.py [--module M ...] [--tier small|flash|all] [--case NAME ...]
+    python tools/golden.py [--module M ...] [--tier small|flash|all] [--case NAME ...] [--jobs N]
 
-Each case runs in its own process (a pypto compile error poisons its process). Exit 1 when
-any case fails or errors."""
+Each case runs in its own process (a pypto compile error poisons its process); `--jobs`
+cases at a time (default: 2 for the small tier, 1 with FLASH cases, which may each hold
+≈ 15 GB). A line per case as it ends, then one table. Exit 1 when any case fails or errors."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import importlib
 import json
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -24,7 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tier", default="all", choices=["small", "flash", "all"])
     ap.add_argument("--case", action="append", help="only these case names")
     ap.add_argument("--json", type=Path, help="also write the outcomes as JSON")
+    ap.add_argument("--jobs", type=int, help="cases run at a time")
     a = ap.parse_args(argv)
+    jobs = a.jobs or (2 if a.tier == "small" else 1)
 
     from dsv4_core import sim
     from dsv4_core.golden import golden_table
@@ -35,22 +39,32 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"unknown module(s) {unknown}; known: {sorted(mods)}", file=sys.stderr)
         return 2
-    outcomes, errors = [], {}
+    todo = []
     for m in wanted:
         cases = importlib.import_module(f"{mods[m].import_name}.cases")
         for name, tier in cases.GOLDEN_CASES:
             if (a.tier != "all" and tier != a.tier) or (a.case and name not in a.case):
                 continue
-            t0 = time.time()
-            try:
-                out, _ = sim.isolated(cases.golden, name)
-                outcomes.append(out)
-                status = "PASS" if out.ok else "FAIL"
-                detail = "; ".join(str(r) for r in out.reports if not r.ok) or out.note
-            except Exception as e:  # report and go on with the other cases
-                errors[f"{m}:{name}"] = f"{type(e).__name__}: {e}"
-                status, detail = "ERROR", errors[f"{m}:{name}"][:2000]
-            print(f"[golden] {m}:{name} ({tier}) {status} in {time.time() - t0:.0f}s {detail}", flush=True)
+            todo.append((m, cases, name, tier))
+
+    def run_one(item):
+        m, cases, name, tier = item
+        t0 = time.time()
+        try:
+            out, _ = sim.isolated(cases.golden, name)
+            status = "PASS" if out.ok else "FAIL"
+            detail = "; ".join(str(r) for r in out.reports if not r.ok) or out.note
+            err = None
+        except Exception as e:  # report and go on with the other cases
+            out, err = None, f"{type(e).__name__}: {e}"
+            status, detail = "ERROR", err[:2000]
+        print(f"[golden] {m}:{name} ({tier}) {status} in {time.time() - t0:.0f}s {detail}", flush=True)
+        return m, name, out, err
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        results = list(pool.map(run_one, todo))
+    outcomes = [out for _, _, out, _ in results if out is not None]
+    errors = {f"{m}:{name}": err for m, name, _, err in results if err is not None}
     print()
     print(golden_table(outcomes, errors))
     if a.json:

@@ -65,3 +65,13 @@ def test_calculator_is_cached_on_disk():
     assert (sim.calculator_path() / "install" / "lib" / "libtile_fwk_calculator.so").exists()
     assert str(sim.cache_root()) in str(sim.calculator_path())
     assert os.environ.get("TILE_FWK_OUTPUT_DIR")  # artefacts go to a temporary directory
+
+
+def test_isolated_calls_from_two_threads_each_get_their_own_run():
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda _: sim.isolated(sim.selftest), range(2)))
+    for err, run in results:
+        assert err == 0.0 and run is not None and run.name == "selftest" and run.aicore_us > 0
+    assert results[0][1].verify_dir != results[1][1].verify_dir

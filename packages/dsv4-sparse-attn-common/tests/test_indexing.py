@@ -58,3 +58,36 @@ def test_index_rows_topk_only_for_csa():
         index_rows(p, window=W, compress_ratio=128, topk_idxs=torch.zeros(2, 3, dtype=torch.int32))
     with pytest.raises(ValueError, match="compress_ratio must be 0, 4 or 128"):
         index_rows(p, window=W, compress_ratio=8)
+
+
+def test_the_ring_write_back_refuses_bad_input_before_writing():
+    import pytest
+
+    from dsv4_sparse_attn_common import write_window_cache
+
+    W, D = 8, 16
+    cache = torch.randn(4, W, D).bfloat16()
+    before = cache.clone()
+    pos = torch.tensor([[5, 6], [9, 10]])
+    kv = torch.randn(4, D).bfloat16()
+    pages = torch.tensor([1, 3])
+    bad = [
+        (dict(ring_pages=torch.tensor([1, -1])), ValueError, r"block_table values must be ring pages in \[0, 4\), got -1"),
+        (dict(ring_pages=torch.tensor([1, 4])), ValueError, "got 4"),
+        (dict(ring_pages=torch.tensor([2, 2])), ValueError, "two requests share a ring page"),
+        (dict(ring_pages=torch.tensor([1])), ValueError, "one ring page per request"),
+        (dict(kv=kv[:3]), ValueError, r"kv must have shape \[4, 16\]"),
+        (dict(kv=kv.float()), ValueError, "kv must match kv_cache's dtype"),
+        (dict(positions=pos.float()), TypeError, "positions must be an int32 / int64 tensor"),
+        (dict(positions=torch.tensor([[5, 7], [9, 10]])), ValueError, "consecutive positions"),
+        (dict(positions=torch.tensor([[-1, 0], [9, 10]])), ValueError, "positions must be >= 0"),
+        (dict(ring_pages=pages.float()), TypeError, "block_table must be an int32 / int64 tensor"),
+    ]
+    for change, exc, match in bad:
+        args = dict(kv_cache=cache, ring_pages=pages, positions=pos, kv=kv) | change
+        with pytest.raises(exc, match=match):
+            write_window_cache(**args)
+        assert torch.equal(cache, before), change
+    write_window_cache(cache, pages, pos, kv)
+    assert torch.equal(cache[1, 5], kv[0]) and torch.equal(cache[3, 10 % W], kv[3])
+    assert torch.equal(cache[0], before[0]) and torch.equal(cache[2], before[2])

@@ -45,12 +45,16 @@ def validate_weights(cfg: AttentionConfig, ratio: int, wkv, wgate, ape, norm_wei
     check_tensor("norm_weight", norm_weight, shape=(HD,), dtype=(torch.bfloat16, torch.float32))
 
 
-def validate_caches(cfg: AttentionConfig, ratio: int, state, state_pos, cmp_kv, *, head_dim: int | None = None) -> None:
+CMP_NAMES = ("cmp_kv", "cmp_slot_mapping")
+
+
+def validate_caches(cfg: AttentionConfig, ratio: int, state, state_pos, cmp_kv, *, head_dim: int | None = None,
+                    names: tuple[str, str] = CMP_NAMES) -> None:
     HD = head_dim or cfg.head_dim
     check_tensor("state", state, shape=(None, None, 2 * coff(ratio) * HD), dtype=torch.float32)
     check_tensor("state_pos", state_pos, shape=tuple(state.shape[:2]), dtype=torch.int32)
-    check_tensor("cmp_kv", cmp_kv, shape=(None, None, HD), dtype=torch.bfloat16)
-    for name, t in (("state", state), ("state_pos", state_pos), ("cmp_kv", cmp_kv)):
+    check_tensor(names[0], cmp_kv, shape=(None, None, HD), dtype=torch.bfloat16)
+    for name, t in (("state", state), ("state_pos", state_pos), (names[0], cmp_kv)):
         if not t.is_contiguous():
             raise ValueError(f"{name} must be contiguous (it is updated in place)")
     if state.shape[1] <= 0:
@@ -82,9 +86,12 @@ def make_caches(config: AttentionConfig, *, ratio: int, state_blocks: int, state
 
 
 def decode_call(ratio, x, wkv, wgate, ape, norm_weight, start_pos, state, state_pos, state_block_table, cmp_kv,
-                cmp_slot_mapping, *, config, backend, head_dim: int | None = None) -> CompressorOut:
+                cmp_slot_mapping, *, config, backend, head_dim: int | None = None, rotate: bool = False,
+                names: tuple[str, str] = CMP_NAMES) -> CompressorOut:
     """The decode entry point for either ratio: B requests × S tokens, x [B, S, D],
-    start_pos [B], state_block_table [B, max_pages], cmp_slot_mapping [B, S]."""
+    start_pos [B], state_block_table [B, max_pages], cmp_slot_mapping [B, S]. `head_dim`: the
+    entries' width (default the config's); `rotate=True`: the Hadamard after RoPE (the
+    indexer's keys); `names`: the caller's names of cmp_kv and cmp_slot_mapping (errors use them)."""
     cfg = config
     validate_weights(cfg, ratio, wkv, wgate, ape, norm_weight, head_dim=head_dim)
     dims: dict = {}
@@ -92,23 +99,26 @@ def decode_call(ratio, x, wkv, wgate, ape, norm_weight, start_pos, state, state_
     if x.shape[0] == 0 or x.shape[1] == 0:
         raise ValueError(f"x must hold at least one request and one token, got shape {list(x.shape)}")
     check_tensor("start_pos", start_pos, shape=("B",), dtype=(torch.int32, torch.int64), dims=dims)
-    validate_caches(cfg, ratio, state, state_pos, cmp_kv, head_dim=head_dim)
+    validate_caches(cfg, ratio, state, state_pos, cmp_kv, head_dim=head_dim, names=names)
     check_tensor("state_block_table", state_block_table, shape=("B", None), dtype=(torch.int32, torch.int64), dims=dims)
-    check_tensor("cmp_slot_mapping", cmp_slot_mapping, shape=("B", "S"), dtype=(torch.int32, torch.int64), dims=dims)
+    check_tensor(names[1], cmp_slot_mapping, shape=("B", "S"), dtype=(torch.int32, torch.int64), dims=dims)
     check_same_device(x=x, wkv=wkv, wgate=wgate, ape=ape, norm_weight=norm_weight, state=state, state_pos=state_pos,
-                      cmp_kv=cmp_kv)
+                      **{names[0]: cmp_kv})
     be = resolve_backend(backend)
     B, S = x.shape[:2]
     out, closes = run_step(cfg, ratio, be, x.reshape(B * S, -1), wkv, wgate, ape, norm_weight, start_pos, S, state,
-                           state_pos, state_block_table, cmp_kv, cmp_slot_mapping, head_dim=head_dim)
+                           state_pos, state_block_table, cmp_kv, cmp_slot_mapping, head_dim=head_dim, rotate=rotate,
+                           names=names)
     return CompressorOut(out.reshape(B, S, -1), closes.reshape(B, S))
 
 
 def prefill_call(ratio, x, wkv, wgate, ape, norm_weight, start_pos, state, state_pos, state_block_table, cmp_kv,
-                 cmp_slot_mapping, *, config, backend, head_dim: int | None = None) -> CompressorOut:
+                 cmp_slot_mapping, *, config, backend, head_dim: int | None = None, rotate: bool = False,
+                 names: tuple[str, str] = CMP_NAMES) -> CompressorOut:
     """The prefill entry point for either ratio: one request, x [T, D] from `start_pos` (any
     position; windows straddling it read the stored state), state_block_table [max_pages],
-    cmp_slot_mapping [T]. Same math, paging and kernels as the decode call with B = 1."""
+    cmp_slot_mapping [T]. Same math, paging and kernels as the decode call with B = 1;
+    `head_dim`, `rotate`, `names` as `decode_call`."""
     cfg = config
     validate_weights(cfg, ratio, wkv, wgate, ape, norm_weight, head_dim=head_dim)
     dims: dict = {}
@@ -116,15 +126,15 @@ def prefill_call(ratio, x, wkv, wgate, ape, norm_weight, start_pos, state, state
     if x.shape[0] == 0:
         raise ValueError("x must hold at least one token, got shape [0, D]")
     start_pos = start_position(start_pos)
-    validate_caches(cfg, ratio, state, state_pos, cmp_kv, head_dim=head_dim)
+    validate_caches(cfg, ratio, state, state_pos, cmp_kv, head_dim=head_dim, names=names)
     check_tensor("state_block_table", state_block_table, shape=(None,), dtype=(torch.int32, torch.int64))
-    check_tensor("cmp_slot_mapping", cmp_slot_mapping, shape=("T",), dtype=(torch.int32, torch.int64), dims=dims)
+    check_tensor(names[1], cmp_slot_mapping, shape=("T",), dtype=(torch.int32, torch.int64), dims=dims)
     check_same_device(x=x, wkv=wkv, wgate=wgate, ape=ape, norm_weight=norm_weight, state=state, state_pos=state_pos,
-                      cmp_kv=cmp_kv)
+                      **{names[0]: cmp_kv})
     be = resolve_backend(backend)
     out, closes = run_step(cfg, ratio, be, x, wkv, wgate, ape, norm_weight, torch.tensor([start_pos]), x.shape[0],
                            state, state_pos, state_block_table.reshape(1, -1), cmp_kv, cmp_slot_mapping.reshape(1, -1),
-                           head_dim=head_dim)
+                           head_dim=head_dim, rotate=rotate, names=names)
     return CompressorOut(out, closes)
 
 

@@ -8,6 +8,8 @@ them; the head dim d from the config unless given).
     pool(kv_slots [N, W, d] f32, score_slots [N, W, d] f32, valid [N, W] f32 (1 / 0),
          gamma [1, d] f32, cos [N, R] f32, sin [N, R] f32, swap [R] i32, out [N, d] bf16 (out))
         out = rope(bf16(rms(bf16(gated_pool(...))) · γ))                 (reference.py's rounding)
+    pool with rotate=True (the indexer's keys): had_nope [d − R, d], had_rope [R, d] bf16 before
+        `out`; out = bf16((entry @ Had) · d^-0.5), the Hadamard as two ±1 matmuls on the cube
 
 C = coff(ratio)·d, W = window_size(ratio). T and N are dynamic (`pypto.DYNAMIC`); both loop
 over row tiles with `valid_shape` for the ragged last tile. Weights stay in the checkpoint's
@@ -60,13 +62,44 @@ def build_project_kernel(cfg, ratio: int, tiling: CompressorTiling = None, run_m
     return compressor_project
 
 
+def _pool_tile(kv_slots, score_slots, valid, gamma, cos, sin, swap, off, rows, geo):
+    """Steps 2–5 on one row tile: (nope lanes bf16 [NT, HD − R], rotated rope lanes bf16 [NT, R]);
+    geo = (W, HD, R, EPS, NT, rows_hd, rows_r)."""
+    W, HD, R, EPS, NT, rows_hd, rows_r = geo
+    NOPE = HD - R
+    pooled = pool_window_tile(kv_slots, score_slots, valid, off, rows, window=W, channels=HD, tile_rows=NT)
+    pypto.set_vec_tile_shapes(rows_hd, HD)
+    pb = pypto.cast(to_bf16(pooled), F32)  # (3)
+    nrm = rms_norm(pb, HD, EPS, gamma)
+    n_nope = to_bf16(pypto.view(nrm, [NT, NOPE], [0, 0], valid_shape=[rows, NOPE]))  # (4)
+    n_rope = to_bf16(pypto.view(nrm, [NT, R], [0, NOPE], valid_shape=[rows, R]))
+    ct = pypto.view(cos, [NT, R], [off, 0], valid_shape=[rows, R])
+    st = pypto.view(sin, [NT, R], [off, 0], valid_shape=[rows, R])
+    pypto.set_vec_tile_shapes(rows_r, R)
+    rot = to_bf16(rope_rotate(pypto.cast(n_rope, F32), ct, st, swap))  # (5)
+    return n_nope, rot
+
+
+def pool_tile(cfg, ratio: int, windows: int | None = None, rotate: bool = False) -> int:
+    """Windows per iteration of the pool kernel; the rotate kernel takes N padded to it (at
+    least 16: the rows of its Hadamard matmul)."""
+    nt = default_tiling(cfg, ratio, windows=windows).nt
+    return max(16, nt) if rotate else nt
+
+
 def build_pool_kernel(cfg, ratio: int, tiling: CompressorTiling = None, run_mode=None, windows: int | None = None,
-                      head_dim: int | None = None):
+                      head_dim: int | None = None, rotate: bool = False):
+    """The pool kernel; `rotate=True` (the indexer's keys) adds the Hadamard after RoPE and
+    takes two more inputs before `out`: had_nope [d − R, d] and had_rope [R, d] bf16, the rows
+    of Sylvester's ±1 matrix (`hadamard.hadamard_halves`), and N padded to a multiple of
+    `pool_tile(...)` windows (padding windows have no valid slot: they pool to 0)."""
     tl = tiling or default_tiling(cfg, ratio, windows=windows)
     HD, R, EPS = head_dim or cfg.head_dim, cfg.rope_dim, float(cfg.eps)
-    NOPE, W, NT = HD - R, window_size(ratio), tl.nt
+    NOPE, W, NT = HD - R, window_size(ratio), (max(16, tl.nt) if rotate else tl.nt)
     rows_hd = max(1, min(NT, tl.vec_elems // HD))  # [rows, hd] vector tiles stay ≤ vec_elems
     rows_r = max(1, min(NT, tl.vec_elems // R))
+    geo = (W, HD, R, EPS, NT, rows_hd, rows_r)
+    scale, MT = HD ** -0.5, NT
     DYN, S = pypto.DYNAMIC, pypto.STATIC
     T = pypto.Tensor
 
@@ -78,19 +111,26 @@ def build_pool_kernel(cfg, ratio: int, tiling: CompressorTiling = None, run_mode
         for i in pypto.loop((n + NT - 1) // NT, name="window_tiles", idx_name="i"):
             off = i * NT
             rows = pypto.min(off + NT, n) - off
-            pooled = pool_window_tile(kv_slots, score_slots, valid, off, rows, window=W, channels=HD, tile_rows=NT)
-            pypto.set_vec_tile_shapes(rows_hd, HD)
-            pb = pypto.cast(to_bf16(pooled), F32)  # (3)
-            nrm = rms_norm(pb, HD, EPS, gamma)
-            n_nope = to_bf16(pypto.view(nrm, [NT, NOPE], [0, 0], valid_shape=[rows, NOPE]))  # (4)
-            n_rope = to_bf16(pypto.view(nrm, [NT, R], [0, NOPE], valid_shape=[rows, R]))
-            ct = pypto.view(cos, [NT, R], [off, 0], valid_shape=[rows, R])
-            st = pypto.view(sin, [NT, R], [off, 0], valid_shape=[rows, R])
-            pypto.set_vec_tile_shapes(rows_r, R)
-            rot = to_bf16(rope_rotate(pypto.cast(n_rope, F32), ct, st, swap))  # (5)
+            n_nope, rot = _pool_tile(kv_slots, score_slots, valid, gamma, cos, sin, swap, off, rows, geo)
             # outputs last
             pypto.set_vec_tile_shapes(rows_hd, HD)
             pypto.assemble(n_nope, [off, 0], out)
             pypto.assemble(rot, [off, NOPE], out)
 
-    return compressor_pool
+    @pypto.frontend.jit(runtime_options=jit_options(run_mode))
+    def compressor_pool_rotate(kv_slots: T([DYN, W, HD], F32), score_slots: T([DYN, W, HD], F32),
+                               valid: T([DYN, W], F32), gamma: T([1, HD], F32), cos: T([DYN, R], F32),
+                               sin: T([DYN, R], F32), swap: T([S], I32), had_nope: T([NOPE, HD], BF16),
+                               had_rope: T([R, HD], BF16), out: T([DYN, HD], BF16)):
+        n = kv_slots.shape[0]
+        for i in pypto.loop(n // NT, name="window_tiles", idx_name="i"):  # the host pads N to NT
+            off = i * NT
+            n_nope, rot = _pool_tile(kv_slots, score_slots, valid, gamma, cos, sin, swap, off, NT, geo)
+            pypto.set_cube_tile_shapes([MT, MT], [64, 64], [HD, HD])
+            hk = pypto.add(pypto.matmul(n_nope, had_nope, F32), pypto.matmul(rot, had_rope, F32))
+            pypto.set_vec_tile_shapes(rows_hd, HD)
+            k = to_bf16(pypto.mul(hk, scale))  # (6)
+            # outputs last
+            pypto.assemble(k, [off, 0], out)
+
+    return compressor_pool_rotate if rotate else compressor_pool

@@ -67,10 +67,12 @@ def _unique_or_raise(name: str, rows: torch.Tensor) -> None:
 
 def plan_step(start_pos: torch.Tensor, seq: int, *, ratio: int, head_dim: int, state_pos: torch.Tensor,
               state_block_table: torch.Tensor, cmp_slot_mapping: torch.Tensor, cmp_rows_total: int,
-              max_position: int) -> Plan:
+              max_position: int, names: tuple[str, str] = ("cmp_kv", "cmp_slot_mapping")) -> Plan:
     """Validate the indices and build the plan for B requests × `seq` consecutive tokens
     starting at `start_pos [B]`. Raises (ValueError / StateMissingError) before anything is
-    written; reads but never modifies the caches."""
+    written; reads but never modifies the caches. `names`: the caller's names of the
+    compressed cache and its slot mapping (errors name them)."""
+    cache_name, slots_name = names
     start = start_pos.detach().to("cpu", torch.int64).reshape(-1)
     B = start.numel()
     if start.numel() and int(start.min()) < 0:
@@ -84,10 +86,16 @@ def plan_step(start_pos: torch.Tensor, seq: int, *, ratio: int, head_dim: int, s
     if table.numel() and (int(table.min()) < -1 or int(table.max()) >= nbs):
         bad = int(table.min()) if int(table.min()) < -1 else int(table.max())
         raise ValueError(f"state_block_table values must be in [0, {nbs}) or -1, got {bad}")
+    used = table[table >= 0]
+    if used.numel() and used.unique().numel() != used.numel():
+        vals, counts = used.unique(return_counts=True)
+        raise ValueError(f"state_block_table: state page {int(vals[counts > 1][0])} is listed more than once; a "
+                         "page belongs to one request and holds one page of its positions")
     cmp_map = cmp_slot_mapping.detach().to("cpu", torch.int64).reshape(-1)
     if cmp_map.numel() and (int(cmp_map.min()) < -1 or int(cmp_map.max()) >= cmp_rows_total):
         bad = int(cmp_map.min()) if int(cmp_map.min()) < -1 else int(cmp_map.max())
-        raise ValueError(f"cmp_slot_mapping values must be in [0, {cmp_rows_total}) (rows of cmp_kv) or -1, got {bad}")
+        raise ValueError(f"{slots_name} values must be in [0, {cmp_rows_total}) (rows of {cache_name}) or -1, "
+                         f"got {bad}")
 
     pos = (start[:, None] + torch.arange(seq, dtype=torch.int64)[None, :])  # [B, S]
     req = torch.arange(B, dtype=torch.int64)[:, None].expand(B, seq)
@@ -136,7 +144,7 @@ def plan_step(start_pos: torch.Tensor, seq: int, *, ratio: int, head_dim: int, s
                                     f"{int(pp[i])} there (its state was never written or was overwritten)")
         slot_row[from_state] = rr
     cmp_rows = cmp_map[closing_tok]
-    _unique_or_raise("cmp_slot_mapping", cmp_rows)
+    _unique_or_raise(slots_name, cmp_rows)
     return Plan(ratio=ratio, head_dim=head_dim, coff=coff(ratio), positions=flat_pos, state_rows=state_rows,
                 closing_tok=closing_tok, closing_pos=closing_pos, slot_pos=slot_pos, slot_half=half,
                 slot_valid=valid, slot_tok=slot_tok, slot_row=slot_row, cmp_rows=cmp_rows)

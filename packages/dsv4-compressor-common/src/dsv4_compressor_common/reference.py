@@ -12,6 +12,8 @@ ratios), fp32 math with bf16 storage, rounding at:
     4. n       = bf16(pb · rsqrt(mean(pb²) + eps) · γ)
     5. entry   = n, last rope_dim lanes bf16(rope(n[-64:]))         compress profile, at the
                                                                     window's first position
+    6. (rotate=True, the indexer's keys) entry = bf16((entry @ Had) · d^-0.5): Sylvester's ±1
+       matrix (`hadamard`), fp32 accumulation, the scale in fp32
 
 `project` is step 1, `compress_windows` steps 2–5 (for windows already assembled into slots,
 see `paging.gather_slots`). Both take their widths from the tensors (any head dim d: the
@@ -25,17 +27,12 @@ from typing import Callable
 
 import torch
 
-from dsv4_rope_tables import rotate
+from dsv4_rope_tables import rotate as rope_rotate
 
+from .hadamard import bf16_round, hadamard, no_round
 from .pooling import gated_pool
 
-
-def bf16_round(t: torch.Tensor) -> torch.Tensor:
-    return t.to(torch.bfloat16).to(t.dtype)
-
-
-def no_round(t: torch.Tensor) -> torch.Tensor:
-    return t
+__all__ = ["bf16_round", "compress_windows", "no_round", "project"]
 
 
 def project(x: torch.Tensor, wkv: torch.Tensor, wgate: torch.Tensor, ape: torch.Tensor, positions: torch.Tensor,
@@ -51,15 +48,16 @@ def project(x: torch.Tensor, wkv: torch.Tensor, wgate: torch.Tensor, ape: torch.
 
 def compress_windows(kv_slots: torch.Tensor, score_slots: torch.Tensor, valid: torch.Tensor,
                      norm_weight: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, *, eps: float,
-                     dtype: torch.dtype = torch.float32, rnd: Callable | None = None) -> torch.Tensor:
-    """Steps 2–5 for N windows: slots [N, W, head_dim], valid [N, W] bool, cos / sin [N, 64]
-    (canonical rows at each window's first position) -> entries [N, head_dim] in `dtype`
-    (bf16-valued when rnd rounds)."""
+                     dtype: torch.dtype = torch.float32, rnd: Callable | None = None,
+                     rotate: bool = False) -> torch.Tensor:
+    """Steps 2–5 (and 6 with `rotate=True`) for N windows: slots [N, W, head_dim], valid [N, W]
+    bool, cos / sin [N, 64] (canonical rows at each window's first position) -> entries
+    [N, head_dim] in `dtype` (bf16-valued when rnd rounds)."""
     rnd = rnd or (bf16_round if dtype == torch.float32 else no_round)
     pooled = gated_pool(kv_slots.to(dtype), score_slots.to(dtype), valid)
     pb = rnd(pooled)
     n = rnd(pb * torch.rsqrt((pb * pb).mean(-1, keepdim=True) + eps) * norm_weight.to(dtype).reshape(1, -1))
     r = cos.shape[-1]
     out = n.clone()
-    out[:, -r:] = rnd(rotate(n[:, -r:], cos.to(dtype), sin.to(dtype)))
-    return out
+    out[:, -r:] = rnd(rope_rotate(n[:, -r:], cos.to(dtype), sin.to(dtype)))
+    return hadamard(out, dtype=dtype, rnd=rnd) if rotate else out

@@ -15,7 +15,8 @@ from dsv4_core.backends import launch, run_mode
 from dsv4_rope_tables import profile_for_ratio, rope_rows
 from dsv4_rope_tables.pypto_block import swap_index
 
-from .kernel import build_pool_kernel, build_project_kernel
+from .hadamard import hadamard_halves
+from .kernel import build_pool_kernel, build_project_kernel, pool_tile
 from .paging import Plan, gather_slots, plan_step, write_caches
 from .pooling import coff
 from .reference import compress_windows, project
@@ -49,10 +50,12 @@ def combined_run():
 
 
 def make_plan(cfg: AttentionConfig, ratio: int, start_pos: torch.Tensor, seq: int, state_pos, state_block_table,
-              cmp_slot_mapping, cmp_kv, *, head_dim: int | None = None) -> Plan:
+              cmp_slot_mapping, cmp_kv, *, head_dim: int | None = None,
+              names: tuple[str, str] = ("cmp_kv", "cmp_slot_mapping")) -> Plan:
     return plan_step(start_pos, seq, ratio=ratio, head_dim=head_dim or cfg.head_dim, state_pos=state_pos,
                      state_block_table=state_block_table, cmp_slot_mapping=cmp_slot_mapping,
-                     cmp_rows_total=cmp_kv.shape[0] * cmp_kv.shape[1], max_position=cfg.max_position_embeddings)
+                     cmp_rows_total=cmp_kv.shape[0] * cmp_kv.shape[1], max_position=cfg.max_position_embeddings,
+                     names=names)
 
 
 def rope_for(cfg: AttentionConfig, plan: Plan) -> tuple[torch.Tensor, torch.Tensor]:
@@ -61,7 +64,7 @@ def rope_for(cfg: AttentionConfig, plan: Plan) -> tuple[torch.Tensor, torch.Tens
 
 
 def compute_reference(cfg: AttentionConfig, plan: Plan, x2d, wkv, wgate, ape, norm_weight, state, *,
-                      dtype: torch.dtype = torch.float32) -> StepValues:
+                      dtype: torch.dtype = torch.float32, rotate: bool = False) -> StepValues:
     """The golden (float32, bf16 rounding points; entries bf16-valued) or, with float64, the
     exact evaluation (no rounding)."""
     dev = x2d.device
@@ -69,13 +72,14 @@ def compute_reference(cfg: AttentionConfig, plan: Plan, x2d, wkv, wgate, ape, no
     kv_s, sc_s = gather_slots(plan, state, kv_rows, score_rows, dtype=dtype)
     cos, sin = rope_for(cfg, plan)
     entries = compress_windows(kv_s, sc_s, plan.slot_valid.to(dev), norm_weight, cos.to(dev), sin.to(dev),
-                               eps=cfg.eps, dtype=dtype)
+                               eps=cfg.eps, dtype=dtype, rotate=rotate)
     return StepValues(kv_rows, score_rows, entries)
 
 
 def compute_kernel(cfg: AttentionConfig, plan: Plan, backend: str, x2d, wkv, wgate, ape, norm_weight,
-                   state) -> StepValues:
-    """The pypto kernels: projections + scores, then pooling + norm + RoPE of the closing windows."""
+                   state, *, rotate: bool = False) -> StepValues:
+    """The pypto kernels: projections + scores, then pooling + norm + RoPE (+ the Hadamard with
+    `rotate=True`) of the closing windows."""
     ratio, HD = plan.ratio, plan.head_dim
     mode = run_mode(backend)
     T, dev = x2d.shape[0], x2d.device
@@ -99,26 +103,37 @@ def compute_kernel(cfg: AttentionConfig, plan: Plan, backend: str, x2d, wkv, wga
         kv_s, sc_s = gather_slots(plan, state, kv_rows, score_rows)
         cos, sin = rope_for(cfg, plan)
         valid = plan.slot_valid.to(dev, torch.float32)
-        run(build_pool_kernel(cfg, ratio, run_mode=mode, windows=N, head_dim=HD),
-            [kv_s, sc_s, valid, norm_weight.float().reshape(1, -1).to(dev), cos.to(dev), sin.to(dev),
-             swap_index(cfg.rope_dim).to(dev), entries],
-            f"compressor_ratio{ratio}_pool")
+        args = [kv_s, sc_s, valid, cos.to(dev), sin.to(dev)]
+        had, out = [], entries
+        if rotate:  # whole tiles: pad with windows that have no valid slot
+            nt = pool_tile(cfg, ratio, N, rotate=True)
+            n_pad = -(-N // nt) * nt
+            args = [torch.cat([a, a.new_zeros((n_pad - N,) + tuple(a.shape[1:]))]) for a in args]
+            had = list(hadamard_halves(HD, cfg.rope_dim, dev))
+            out = torch.zeros(n_pad, HD, dtype=torch.bfloat16, device=dev)
+        kv_s, sc_s, valid, cos, sin = args
+        run(build_pool_kernel(cfg, ratio, run_mode=mode, windows=N, head_dim=HD, rotate=rotate),
+            [kv_s, sc_s, valid, norm_weight.float().reshape(1, -1).to(dev), cos, sin,
+             swap_index(cfg.rope_dim).to(dev), *had, out],
+            f"compressor_ratio{ratio}_pool" + ("_rotate" if rotate else ""))
+        entries = out[:N]
     return StepValues(kv_rows, score_rows, entries)
 
 
 def run_step(cfg: AttentionConfig, ratio: int, backend: str, x2d, wkv, wgate, ape, norm_weight, start_pos, seq: int,
              state, state_pos, state_block_table, cmp_kv, cmp_slot_mapping, *, head_dim: int | None = None,
-             dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+             dtype: torch.dtype = torch.float32, rotate: bool = False,
+             names: tuple[str, str] = ("cmp_kv", "cmp_slot_mapping")) -> tuple[torch.Tensor, torch.Tensor]:
     """Plan, compute, write. Returns (entries_per_token [T, head_dim] in cmp_kv's dtype,
     zero where no window closes; closes [T] bool). Inputs are already validated for shape /
     dtype. `dtype=float64` (torch backend, float64 caches) is the exact evaluation used by
     the equivalence tests."""
     plan = make_plan(cfg, ratio, start_pos, seq, state_pos, state_block_table, cmp_slot_mapping, cmp_kv,
-                     head_dim=head_dim)
+                     head_dim=head_dim, names=names)
     if backend == "torch":
-        vals = compute_reference(cfg, plan, x2d, wkv, wgate, ape, norm_weight, state, dtype=dtype)
+        vals = compute_reference(cfg, plan, x2d, wkv, wgate, ape, norm_weight, state, dtype=dtype, rotate=rotate)
     else:
-        vals = compute_kernel(cfg, plan, backend, x2d, wkv, wgate, ape, norm_weight, state)
+        vals = compute_kernel(cfg, plan, backend, x2d, wkv, wgate, ape, norm_weight, state, rotate=rotate)
     entries = vals.entries.to(cmp_kv.dtype)
     write_caches(plan, state, state_pos, cmp_kv, vals.kv_rows, vals.score_rows, entries)
     T = x2d.shape[0]

@@ -280,22 +280,30 @@ def _child(fn: Callable, args: tuple, kwargs: dict) -> tuple[Any, list[str], Ker
     return result, list(_state["vdirs"]), _state["last"]
 
 
+def _child_init(root: str) -> None:
+    os.environ["TILE_FWK_OUTPUT_DIR"] = root  # before the child imports pypto
+
+
 def isolated(fn: Callable, *args: Any, **kwargs: Any) -> tuple[Any, KernelRun | None]:
     """Run `fn(*args, **kwargs)` in a fresh process (a pypto compile error poisons the
     process it happens in) and return (result, the child's last KernelRun). After the child
-    exits, pass-level verify verdicts are read and raised as PassVerifyError."""
+    exits, pass-level verify verdicts are read and raised as PassVerifyError. Each call's
+    child writes its artefacts to a directory of its own, so calls from several threads
+    run side by side without reading each other's cost-model reports."""
     ctx = multiprocessing.get_context("spawn")
-    root = _artefact_root()  # the child inherits TILE_FWK_OUTPUT_DIR; the parent cleans it
-    os.environ["TILE_FWK_OUTPUT_DIR"] = root
-    with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
-        try:
-            result, vdirs, last = pool.submit(_child, fn, args, kwargs).result()
-        except BrokenProcessPool as e:
-            raise SimError(f"the simulator process died while running {getattr(fn, '__name__', fn)} "
-                           "(a pypto crash; see ~/ascend/log/debug/plog)") from e
-    check_verify_dirs(vdirs)
-    for d in vdirs:
-        shutil.rmtree(d, ignore_errors=True)
+    root = tempfile.mkdtemp(prefix="case_", dir=_artefact_root())
+    try:
+        with ProcessPoolExecutor(max_workers=1, mp_context=ctx, initializer=_child_init,
+                                 initargs=(root,)) as pool:
+            try:
+                result, vdirs, last = pool.submit(_child, fn, args, kwargs).result()
+            except BrokenProcessPool as e:
+                raise SimError(f"the simulator process died while running {getattr(fn, '__name__', fn)} "
+                               "(a pypto crash; see ~/ascend/log/debug/plog)") from e
+        check_verify_dirs(vdirs)
+    finally:
+        if os.environ.get("DSV4_KEEP_SIM") != "1":
+            shutil.rmtree(root, ignore_errors=True)
     return result, last
 
 

@@ -23,7 +23,7 @@ from dsv4_core.config import kind_for_ratio
 from dsv4_sparse_attn_common import ROPE_ABI_CONSUMED, attend, index_rows, resolve, validate_attention_args
 from dsv4_sparse_attn_common import write_window_cache as _write_window_cache
 
-__version__ = "0.3.0"
+__version__ = "0.3.1"
 # ROPE_ABI_CONSUMED: the family's (its kernel and golden do the rotation; it checks the ABI at import)
 
 __all__ = ["ROPE_ABI_CONSUMED", "build_indices", "chunk_positions", "prefill_sparse_attn", "update_window_cache",

@@ -27,7 +27,7 @@ from .tables import (
     validate_table,
 )
 
-__version__ = "0.2.0"
+__version__ = "0.2.1"
 
 
 def require_abi(consumer: str, wanted: str) -> None:

@@ -13,6 +13,7 @@ from .indexing import (
     KVSource,
     causal_topk,
     check_positions_grid,
+    check_window_write,
     compressed_indices,
     index_rows,
     kv_source,
@@ -45,7 +46,7 @@ from .reference import (
 )
 from .validate import validate_attention_args
 
-__version__ = "0.1.0"
+__version__ = "0.1.1"
 ROPE_ABI_CONSUMED = "dsv4-rope/1"
 require_abi("dsv4-sparse-attn-common", ROPE_ABI_CONSUMED)
 
@@ -56,5 +57,5 @@ __all__ = [
     "kv_source", "kv_tile", "pad_rows", "prepare", "resolve", "resolve_rows", "run_sparse_attn",
     "semantic_attention_exact", "sink_softmax_tile", "sparse_attention_exact", "sparse_attention_reference",
     "traffic", "validate_attention_args", "visible_entries", "visible_entry_columns", "widen_swap",
-    "window_indices", "write_window_cache", "__version__",
+    "window_indices", "write_window_cache", "check_window_write", "__version__",
 ]

@@ -211,14 +211,50 @@ def prepare(indices: torch.Tensor, positions: torch.Tensor, *, window: int, kv: 
     return src, rows.to(kv.device)
 
 
+def check_window_write(kv_cache: torch.Tensor, ring_pages: torch.Tensor, positions: torch.Tensor,
+                       kv: torch.Tensor) -> torch.Tensor:
+    """Everything the ring write-back needs before it writes a byte; returns the ring pages
+    [B] (int64, CPU). Refused: a cache that is not [P, W, D]; positions that are not an
+    integer [B, S] grid of consecutive positions ≥ 0; a page that is −1 or outside the cache;
+    two requests on one page; kv that is not [B·S, D] in the cache's dtype and device."""
+    if not isinstance(kv_cache, torch.Tensor) or kv_cache.dim() != 3:
+        raise ValueError(f"kv_cache must be a 3-D [pages, window, head_dim] tensor, got "
+                         f"{getattr(kv_cache, 'shape', type(kv_cache).__name__)}")
+    for name, t in (("positions", positions), ("block_table", ring_pages)):
+        if not isinstance(t, torch.Tensor) or t.dtype not in (torch.int32, torch.int64):
+            raise TypeError(f"{name} must be an int32 / int64 tensor, got "
+                            f"{getattr(t, 'dtype', type(t).__name__)}")
+    p = check_positions_grid(positions)
+    B, S = p.shape
+    P, _, D = kv_cache.shape
+    if ring_pages.numel() != B:
+        raise ValueError(f"block_table must hold one ring page per request ({B}), got shape "
+                         f"{list(ring_pages.shape)}")
+    pages = ring_pages.to("cpu", torch.int64).reshape(-1)
+    if bool(((pages < 0) | (pages >= P)).any()):
+        bad = int(pages[(pages < 0) | (pages >= P)][0])
+        raise ValueError(f"block_table values must be ring pages in [0, {P}), got {bad}")
+    if pages.unique().numel() != B:
+        raise ValueError(f"block_table: two requests share a ring page ({pages.tolist()}); each request needs "
+                         "its own")
+    if not isinstance(kv, torch.Tensor) or tuple(kv.shape) != (B * S, D):
+        raise ValueError(f"kv must have shape [{B * S}, {D}] (one row per token of positions), got "
+                         f"{list(getattr(kv, 'shape', []))}")
+    if kv.dtype != kv_cache.dtype or kv.device != kv_cache.device:
+        raise ValueError(f"kv must match kv_cache's dtype and device ({kv_cache.dtype}, {kv_cache.device}), "
+                         f"got {kv.dtype} on {kv.device}")
+    return pages
+
+
 def write_window_cache(kv_cache: torch.Tensor, ring_pages: torch.Tensor, positions: torch.Tensor,
                        kv: torch.Tensor) -> None:
     """The ring write-back after attention: kv_cache[page_b, pos % W] = kv[b·S + s] (in place;
-    for a prefill chunk longer than W only the last W positions land)."""
-    p = check_positions_grid(positions)
+    for a prefill chunk longer than W only the last W positions land). Every argument is
+    checked (`check_window_write`) before anything is written."""
+    pages = check_window_write(kv_cache, ring_pages, positions, kv)
+    p = positions.to("cpu", torch.int64)
     B, S = p.shape
     W = kv_cache.shape[1]
-    pages = ring_pages.to("cpu", torch.int64).reshape(-1)
     for b in range(B):
         keep = range(max(0, S - W), S)
         sl = torch.tensor(list(keep))

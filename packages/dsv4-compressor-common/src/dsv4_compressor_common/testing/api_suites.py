@@ -145,7 +145,17 @@ class DecodeApiSuite(_Refusals):
         i, j = next((i, j) for i in range(len(s)) for j in range(i + 1, len(s)) if abs(s[i] - s[j]) < S)
         t = inp["state_block_table"].clone()
         t[j] = t[i]
-        self._refused(inp, ValueError, "written by more than one token", state_block_table=t)
+        self._refused(inp, ValueError, "is listed more than once", state_block_table=t)
+
+    def test_requests_sharing_a_state_page(self, inp):
+        """Two requests on one state page at different offsets would each pass the other's
+        rows off as their own (the tags hold positions, not requests): refused."""
+        t = inp["state_block_table"].clone()
+        if t.shape[0] < 2:
+            pytest.skip("one request")
+        page = int(t[0][t[0] >= 0][0])
+        t[1, -1] = page
+        self._refused(inp, ValueError, rf"state page {page} is listed more than once", state_block_table=t)
 
     def test_positions_past_the_model(self, inp):
         sp = inp["start_pos"].clone()

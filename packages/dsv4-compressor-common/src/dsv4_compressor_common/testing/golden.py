@@ -27,26 +27,29 @@ def golden(module: str, case: Case, *, perturb: str | None = None) -> GoldenOutc
     """The kernels (the step's "sim" path) vs the golden and the fp64 evaluation:
     the state rows written (kv and score halves) and the compressed entries. perturb:
     "ape" (APE rows shifted by one position in the kernel's input), "halves" (ratio 4: the
-    previous window's slots read the back half and the current window's the front half) or
-    a weight name (scaled by 1.25) — the check must fail."""
+    previous window's slots read the back half and the current window's the front half),
+    "rope_pos" (every entry rotated one position late) or a weight name (scaled by 1.25) —
+    the check must fail. A case with `rotate` runs the key path with the Hadamard."""
     cfg, R = case.config, case.ratio
     inp = make_inputs(case)
     B, S = case.batch, case.seq
     plan = plan_of(case, inp)
     x2d = inp["x"].reshape(B * S, -1)
     w = [inp[k] for k in ("wkv", "wgate", "ape", "norm_weight")]
-    ref = compute_reference(cfg, plan, x2d, *w, inp["state"])
-    exact = compute_reference(cfg, plan, x2d, *w, inp["state"], dtype=torch.float64)
+    ref = compute_reference(cfg, plan, x2d, *w, inp["state"], rotate=case.rotate)
+    exact = compute_reference(cfg, plan, x2d, *w, inp["state"], dtype=torch.float64, rotate=case.rotate)
     kin = clone_inputs(inp)
     kplan = plan
     if perturb == "ape":
         kin["ape"] = torch.roll(kin["ape"], 1, dims=0)
     elif perturb == "halves":  # previous window read from the back half, current from the front
         kplan = dataclasses.replace(plan, slot_half=1 - plan.slot_half)
+    elif perturb == "rope_pos":
+        kplan = dataclasses.replace(plan, closing_pos=plan.closing_pos + 1)
     elif perturb is not None:
         kin[perturb] = (kin[perturb].float() * 1.25).to(kin[perturb].dtype)
     vals = compute_kernel(cfg, kplan, "sim", x2d, kin["wkv"], kin["wgate"], kin["ape"], kin["norm_weight"],
-                          kin["state"])
+                          kin["state"], rotate=case.rotate)
     write_caches(plan, kin["state"], kin["state_pos"], kin["cmp_kv"], vals.kv_rows, vals.score_rows,
                  vals.entries.to(torch.bfloat16))
     C = coff(R) * cfg.head_dim
@@ -62,7 +65,7 @@ def golden(module: str, case: Case, *, perturb: str | None = None) -> GoldenOutc
         c = plan.cmp_rows >= 0
         got = kin["cmp_kv"].view(-1, cfg.head_dim)[plan.cmp_rows[c]].float()
         reports.append(compare(got, exact.entries[c], ref.entries[c], name="cmp_kv"))
-    note = f"B={B} S={S} ratio={R} windows={plan.num_windows}"
+    note = f"B={B} S={S} ratio={R} windows={plan.num_windows}" + (" rotate" if case.rotate else "")
     return GoldenOutcome(module, case.name, reports, combined_run(), note=note)
 
 

@@ -30,6 +30,7 @@ class Case:
     permuted: bool = True  # permuted block tables
     seed: int = 0
     ape_scale: float = 0.5
+    rotate: bool = False  # the Hadamard after RoPE (the indexer's keys; the config's head_dim is then 128)
 
     @property
     def batch(self) -> int:

@@ -1,0 +1,71 @@
+"""Write the bench tables into the READMEs, from `nox -s bench` output (build/bench/*.md).
+
+    python tools/bench_report.py [--bench DIR]
+
+Each README block between `<!-- bench:begin -->` and `<!-- bench:end -->` is regenerated:
+the root README gets every module's cases, a package README its own module's. Numbers are
+never typed by hand: run `nox -s bench`, then this."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import pkgs  # noqa: E402
+
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+_BLOCK = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END), re.S)
+
+
+def read_tables(bench_dir: Path) -> dict[str, tuple[str, list[str]]]:
+    """module -> (ceilings line, table rows) from build/bench/<module>.md."""
+    out = {}
+    for f in sorted(bench_dir.glob("*.md")):
+        lines = f.read_text().splitlines()
+        rows = [ln for ln in lines if ln.startswith("|")]
+        ceil = next((ln for ln in lines if ln.startswith("copy ")), "")
+        if rows:
+            out[f.stem] = (ceil, rows)
+    return out
+
+
+def root_block(tables: dict) -> str:
+    ceil = next((c for c, _ in tables.values() if c), "")
+    lines = [BEGIN, "", f"Ceilings: {ceil}", "",
+             "| module | case | modelled µs | ceiling µs | bound | ratio |", "|---|---|---|---|---|---|"]
+    for m, (_, rows) in sorted(tables.items()):
+        for r in rows[2:]:
+            c = [x.strip() for x in r.strip("|").split("|")]
+            lines.append(f"| {m} | {c[0]} | {c[1]} | {c[4]} | {c[5]} | {c[6]} |")
+    return "\n".join(lines + ["", END])
+
+
+def package_block(ceil: str, rows: list[str]) -> str:
+    return "\n".join([BEGIN, "", f"Ceilings: {ceil}", ""] + rows + ["", END])
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bench", type=Path, default=pkgs.ROOT / "build" / "bench")
+    a = ap.parse_args(argv)
+    tables = read_tables(a.bench)
+    if not tables:
+        print(f"no bench tables in {a.bench}: run `nox -s bench` first", file=sys.stderr)
+        return 1
+    readmes = {pkgs.ROOT / "README.md": root_block(tables)}
+    for m, p in pkgs.modules().items():
+        if m in tables:
+            readmes[p.path / "README.md"] = package_block(*tables[m])
+    for path, block in readmes.items():
+        text = path.read_text()
+        if BEGIN in text:
+            path.write_text(_BLOCK.sub(lambda _, b=block: b, text))
+            print(f"wrote the bench block of {path.relative_to(pkgs.ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
