@@ -63,7 +63,8 @@ def _closure(names: list[str]) -> list[str]:
 def _install_from_dist(session: nox.Session, names: list[str], *extra: str) -> None:
     """The packages as the wheels `nox -s build` made: proves each installs alone."""
     wheels = [_wheel(s) + EXTRAS.get(s, "") for s in _closure(names)]
-    session.install("-c", CONSTRAINTS, *wheels, *extra)
+    # --no-compile: a session imports a fraction of torch; byte-compiling all of it at install is skipped
+    session.install("--no-compile", "-c", CONSTRAINTS, *wheels, *extra)
 
 
 def _install_from_source(session: nox.Session, names: list[str], *extra: str) -> None:
@@ -71,7 +72,7 @@ def _install_from_source(session: nox.Session, names: list[str], *extra: str) ->
     never a stale wheel): for the golden and bench jobs."""
     session.install("hatchling==1.33.0")
     paths = [str(PACKAGES[s].path) + EXTRAS.get(s, "") for s in _closure(names)]
-    session.install("-c", CONSTRAINTS, "--no-build-isolation", *paths, *extra)
+    session.install("--no-compile", "-c", CONSTRAINTS, "--no-build-isolation", *paths, *extra)
 
 
 @nox.session(python=PYTHON)

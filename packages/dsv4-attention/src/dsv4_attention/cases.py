@@ -13,7 +13,7 @@ MODULE = "attention"
 # (layer id in TINY, prefill length): HCA needs more than 128 positions to close a window
 _KINDS = {"swa": (0, 20), "csa": (1, 30), "hca": (2, 130)}
 _DECODE = (1, 2, 8)
-GOLDEN_CASES = [(f"tiny-{k}-prefill-decode", "small") for k in _KINDS]
+GOLDEN_CASES = [(f"tiny-{k}-prefill-decode", "small") for k in _KINDS] + [("tiny-swa-serving", "small")]
 BENCH_CASES: list[str] = []  # the modules' own bench cases time every kernel the layer runs
 
 
@@ -34,7 +34,32 @@ def _feed(kind: str, backend: str):
     return w, x, torch.cat(out), (torch.cat(picks) if picks[0] is not None else None)
 
 
+def _serving(backend: str):
+    """Three requests through a two-slot SWA layer: A in uneven prefill chunks, B in one; A and
+    B decoded together (S = 2, twice); A released and C admitted on its pages (C's tokens are
+    A's, so a reused page must give a fresh layer's result). Returns the weights and, per
+    request, (tokens, outputs in token order)."""
+    from . import AttentionLayer
+    from .testing import make_tokens, make_weights
+
+    w = make_weights(TINY, 0, seed=7)
+    xa, xb = make_tokens(TINY, 25, seed=8), make_tokens(TINY, 19, seed=9)
+    layer = AttentionLayer(TINY, 0, w, max_requests=2, max_context=64, backend=backend, cmp_block=16)
+    ya = [layer.prefill(0, xa[:12]), layer.prefill(0, xa[12:21])]
+    yb = [layer.prefill(1, xb[:15])]
+    for i in range(2):
+        y = layer.decode([0, 1], torch.stack([xa[21 + 2 * i:23 + 2 * i], xb[15 + 2 * i:17 + 2 * i]]))
+        ya.append(y[0])
+        yb.append(y[1])
+    layer.release(0)
+    yc = [layer.prefill(2, xa)]
+    return w, {"A (chunks 12+9, decode)": (xa, torch.cat(ya)), "B (batched decode)": (xb, torch.cat(yb)),
+               "C (reused pages)": (xa, torch.cat(yc))}
+
+
 def golden(name: str) -> GoldenOutcome:
+    if name == "tiny-swa-serving":
+        return _golden_serving(name)
     from .testing import check_against_exact
 
     kind = name.split("-")[1]
@@ -47,3 +72,15 @@ def golden(name: str) -> GoldenOutcome:
 
 def bench(name: str) -> BenchOutcome:  # pragma: no cover - no bench cases
     raise KeyError(f"{MODULE} has no bench cases, got {name!r}")
+
+
+def _golden_serving(name: str) -> GoldenOutcome:
+    from .testing import check_against_exact
+
+    w, got = _serving("sim")
+    _, ref = _serving("torch")
+    reports = []
+    for who, (x, y) in got.items():
+        reports += check_against_exact(TINY, 0, w, x, y, ref[who][1], name=f"y {who}")
+    return GoldenOutcome(MODULE, name, reports, None, note="swa: uneven chunks, two requests per decode call, "
+                         "a released request's pages reused")

@@ -51,7 +51,7 @@ def _scenarios(prefix: str, cfg: AttentionConfig, pro: AttentionConfig, tp: Atte
 
 SMALL_CASES = _scenarios("tiny", TINY, SMALL, shard_heads(TINY, 2))
 # Both FLASH cases fit pypto's interpreter whole: decode ~70 s / 3 GB, prefill T=1024
-# ~3 min / 10.5 GB on 2 cores.
+# ~3 min / 10.5 GB in the interpreter.
 FLASH_CASES = [
     Case("flash-decode-B64S2", FLASH, 64, 2),
     Case("flash-prefill-T1024", FLASH, 1, 1024, start=0),

@@ -7,6 +7,7 @@ that read positions and block tables back."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
@@ -20,6 +21,10 @@ from .reference import RATIO
 
 TOKEN_TILE = 16  # the query kernel's token tile; every token count is padded to it
 INVALID_PAGE_BASE = 3.0e38  # page_base of a −1 / out-of-range page: no column is below it
+# The cost model under-prices index_select (PYPTO_ON_CPU.md: 3.2× the copy ceiling, whatever
+# the source): the score kernel's gathered key rows are charged on top of its modelled time,
+# read + write at the modelled copy ceiling (the rate the bench's ceiling uses).
+COPY_GBPS = 1209.7
 
 _RUNS: list = []
 
@@ -115,6 +120,11 @@ def _pad_rows(t: torch.Tensor, n: int) -> torch.Tensor:
     return torch.cat([t, t.new_zeros((n - t.shape[0],) + tuple(t.shape[1:]))], 0)
 
 
+def gather_charge_us(rows: int, width: int) -> float:
+    """µs charged for gathering `rows` bf16 rows of `width` lanes: read + write at COPY_GBPS."""
+    return 2.0 * rows * width * 2 / (COPY_GBPS * 1e3)
+
+
 def launch(kernel, args, backend: str, name: str, values: bool) -> None:
     from dsv4_core.backends import launch as core_launch
 
@@ -159,14 +169,16 @@ def run_scores(cfg, backend: str, q2d, w, visible, cache, group_table, group: in
                values: bool = True) -> torch.Tensor:
     """The score kernel: NG = group_table.shape[0] groups of `group` tokens (q rows
     [≥ NG·group·H, D], w [≥ NG·group, H], visible [NG·group] int) -> scores [NG·group, M·bs]
-    f32 (the table padded with −1 columns to whole page chunks; the padding is cut off)."""
+    f32 (the table padded with −1 columns to whole page chunks; the padding is cut off). On
+    the simulator `last_runs()` also gets "index_score.gather_charge": the kernel's gathered
+    key rows (NG·Mp·bs) priced at the copy ceiling, since the cost model under-prices them."""
     from dsv4_core.backends import run_mode
 
     from .kernel import build_score_kernel, score_pages
 
     P, bs, D = cache.shape
     NG, M = group_table.shape
-    PP = score_pages(bs)
+    PP = score_pages(bs, M)
     Mp = -(-M // PP) * PP
     if Mp > M:
         group_table = torch.cat([group_table, group_table.new_full((NG, Mp - M), -1)], 1)
@@ -175,10 +187,16 @@ def run_scores(cfg, backend: str, q2d, w, visible, cache, group_table, group: in
     rows = NG * group
     scores = torch.empty(rows, Mp * bs, dtype=torch.float32, device=dev)
     vis = visible.reshape(-1, 1).to(dev, torch.float32).contiguous()
-    lane = torch.arange(bs, dtype=torch.float32, device=dev).reshape(1, bs)
+    c = torch.arange(PP * bs, dtype=torch.int32, device=dev).reshape(1, PP * bs)
+    cpage, clane = (c // bs).contiguous(), (c % bs).contiguous()  # a chunk column's page and row in it
     args = [q2d[:rows * cfg.index_num_heads], block_weights(w[:rows], group), cache.view(P * bs, D), table, base, vis,
-            lane, scores]
+            cpage, clane, clane.to(torch.float32), scores]
+    n_runs = len(_RUNS)
     launch(build_score_kernel(cfg, group, Mp, bs, Mp * bs, run_mode(backend)), args, backend, "index_score", values)
+    if len(_RUNS) > n_runs:  # a simulator run: charge the gathered rows (see COPY_GBPS)
+        us = gather_charge_us(NG * Mp * bs, D)
+        _RUNS.append(dataclasses.replace(_RUNS[-1], name="index_score.gather_charge", aicore_us=us, total_us=us,
+                                         cores=0, tasks=0, verify_dir=None))
     return scores[:, :M * bs]
 
 

@@ -9,15 +9,18 @@
     index_score(q [NG·G·H, D] bf16, wbd [NG·max(16, G), G·H] bf16 (block-diagonal head weights:
                 row s of group g holds w[g·G + s] in columns s·H … s·H + H − 1, zeros elsewhere),
                 keys [P·bs, D] bf16 (the index-key cache viewed flat, in place), table [NG, M]
-                i32, page_base [NG, M] f32, visible [NG·G, 1] f32, lane [1, bs] f32,
-                scores [NG·G, ≥ M·bs] f32 (out))
+                i32, page_base [NG, M] f32, visible [NG·G, 1] f32, cpage / clane [1, CW] i32
+                (a chunk column's page in the chunk and row in the page), clanef [1, CW] f32
+                (clane as f32), scores [NG·G, ≥ M·bs] f32 (out))
         step 5 for NG groups of G tokens that share one block-table row (decode: a request's S
-        tokens; prefill: G consecutive tokens of the chunk) as cube work: per iteration
-        `score_pages` pages, q·kᵀ → bf16 (5a), ReLU, then wbd · ReLU on the cube with fp32
-        accumulation (5b). Page j of group g is read in place
-        at row table[g, j]·bs; column c = j·bs + r is kept where c < visible[t] and the page is
+        tokens; prefill: G consecutive tokens of the chunk) as cube work: per iteration a chunk
+        of `score_pages` pages (CW ≤ CHUNK_KEYS keys): the chunk's cache rows table[g, j]·bs + r
+        gathered with one index_select (read in place through the table; nothing is copied
+        outside the kernel), q·kᵀ → bf16 (5a), ReLU, then wbd · ReLU on the cube with fp32
+        accumulation (5b). Column c = j·bs + r is kept where c < visible[t] and its page is
         real (page_base = j·bs, +3e38 for a −1 / out-of-range page, whose table entry the host
-        clamps to a real page) — a select, so a NaN in an unreferenced row never gets out.
+        clamps to a real page) — one select per chunk, so a NaN in an unreferenced row never
+        gets out.
 
     index_select(scores [T, L] f32, picks [T, K] i32 (out))
         step 6: pypto.topk per token row; −inf (masked) picks become −1.
@@ -104,64 +107,84 @@ def build_query_kernel(cfg, run_mode=None, tiling: QueryTiling = None):
     return index_query
 
 
-def score_pages(block_size: int) -> int:
-    """Pages per iteration of the score kernel: about 512 keys (the host pads the table to it)."""
-    return max(1, 512 // block_size)
+CHUNK_KEYS = 8192  # keys per iteration of the score kernel (at most; fewer for a narrower table)
+# (2048 / 4096 / 16384 keys per iteration modelled slower at FLASH decode: more iterations, or
+# row tiles split further)
 
 
-def _score_chunk(qg, wg, vg, keys, table, page_base, lane, scores, g, j, geo):
-    """PP pages of group g from page j·PP: per page q·kᵀ on the cube (bf16 out, 5a), ReLU over
-    the chunk, wbd · ReLU on the cube (fp32, 5b), then per page the causal cut / page validity
-    as a select into the scores. geo = (G, D, BS, PP, mt, nt, rrows, mrows)."""
-    G, D, BS, PP, mt, nt, rrows, mrows = geo
+def score_pages(block_size: int, pages: int | None = None) -> int:
+    """Pages per iteration of the score kernel: at most CHUNK_KEYS keys, the table's `pages`
+    split into that many equal chunks, rounded up to whole 1024-key tiles (a power of two for
+    a smaller table); the host pads the table to whole chunks."""
+    pmax = max(1, CHUNK_KEYS // block_size)
+    if pages is None:
+        return pmax
+    n = -(-int(pages) // pmax)
+    pp = -(-int(pages) // n)
+    q = min(max(1, 1024 // block_size), 1 << max(0, pp - 1).bit_length())
+    return min(pmax, -(-pp // q) * q)
+
+
+def _score_chunk(qg, wg, vg, keys, table, page_base, cpage, clane, clanef, scores, g, j, geo):
+    """CW = PP·BS keys of group g from page j·PP: the chunk's cache rows table[g, p]·BS + r
+    gathered with one index_select, q·kᵀ on the cube (bf16 out, 5a), ReLU, wbd · ReLU on the
+    cube (fp32, 5b), then the causal cut / page validity as one select into the scores.
+    geo = (G, D, BS, PP, CW, mt, nt, n2, rtile, mtile, gtile)."""
+    G, D, BS, PP, CW, mt, nt, n2, rtile, mtile, gtile = geo
+    pypto.set_vec_tile_shapes(1, min(CW, VEC_OPERAND_ELEMS))
+    tb = pypto.view(table, [1, PP], [g, j * PP])
+    rows = pypto.add(pypto.mul(pypto.gather(tb, -1, cpage), BS), clane)  # [1, CW] cache rows
+    col = pypto.add(pypto.gather(pypto.view(page_base, [1, PP], [g, j * PP]), -1, cpage), clanef)  # entry ids
+    pypto.set_vec_tile_shapes(*gtile)
+    kc = pypto.index_select(keys, 0, pypto.reshape(rows, [CW]))  # [CW, D]
     pypto.set_cube_tile_shapes([mt, mt], [D, D], [nt, nt])
-    pypto.set_vec_tile_shapes(rrows, BS)
-    parts = []
-    for p in range(PP):
-        kb = pypto.view(keys, [BS, D], [table[g, j * PP + p] * BS, 0])
-        parts.append(pypto.matmul(qg, kb, BF16, b_trans=True))  # [G·H, BS] bf16
-    pypto.set_vec_tile_shapes(rrows, PP * BS)
-    r = pypto.relu(pypto.concat(parts, -1) if PP > 1 else parts[0])  # [G·H, PP·BS]
-    pypto.set_cube_tile_shapes([16, 16], [mt, mt], [128, 128])
-    sc = pypto.matmul(wg, r, F32)  # [GP, PP·BS]
-    for p in range(PP):
-        pypto.set_vec_tile_shapes(mrows, BS)
-        scp = pypto.view(sc, [G, BS], [0, p * BS])
-        col = pypto.add(lane, pypto.view(page_base, [1, 1], [g, j * PP + p]))  # [1, BS] entry ids
-        keep = pypto.lt(col, vg)  # [G, BS]
-        pypto.assemble(pypto.where(keep, scp, MASKED), [g * G, (j * PP + p) * BS], scores)
+    s = pypto.matmul(qg, kc, BF16, b_trans=True)  # [G·H, CW] bf16
+    pypto.set_vec_tile_shapes(*rtile)
+    r = pypto.relu(s)
+    pypto.set_cube_tile_shapes([16, 16], [min(32, mt), mt], [n2, n2])
+    sc = pypto.matmul(wg, r, F32)  # [GP, CW]
+    pypto.set_vec_tile_shapes(*mtile)
+    keep = pypto.lt(col, vg)  # [G, CW]
+    pypto.assemble(pypto.where(keep, pypto.view(sc, [G, CW], [0, 0]), MASKED), [g * G, j * CW], scores)
 
 
 def build_score_kernel(cfg, group: int, pages: int, block_size: int, width: int, run_mode=None):
     """Scores of `group` tokens per table row over `pages` pages (a multiple of
-    `score_pages(block_size)`) of `block_size` entries, into rows `width` ≥ pages·block_size
-    wide. Per iteration PP pages: q·kᵀ per page on the cube (bf16 out), ReLU on the vector
-    cores over all PP pages at once, the head weighting and head sum as a second cube matmul
-    with the block-diagonal weights, the causal cut and page validity as a select."""
+    `score_pages(block_size, pages)`) of `block_size` entries, into rows `width` ≥ pages·block_size
+    wide. Per iteration a chunk of PP pages (CW = PP·block_size keys): the chunk's rows
+    gathered in place through the table (one index_select), q·kᵀ on the cube (bf16 out), ReLU
+    on the vector cores, the head weighting and head sum as a second cube matmul with the
+    block-diagonal weights, the causal cut and page validity as one select."""
     H, D, G, M, BS, LW = cfg.index_num_heads, cfg.index_head_dim, group, pages, block_size, width
-    GH, PP = G * H, score_pages(block_size)
+    GH, PP = G * H, score_pages(block_size, pages)
     GP = max(16, G)  # rows of the block-diagonal weights (padded with zero rows)
     CW = PP * BS
     DYN = pypto.DYNAMIC
     T = pypto.Tensor
     mt = min(128, max(16, GH))
-    nt = min(128, max(16, BS))
-    rrows = max(1, min(GH, VEC_OPERAND_ELEMS // CW))
-    mrows = max(1, min(G, VEC_OPERAND_ELEMS // BS))
-    geo = (G, D, BS, PP, mt, nt, rrows, mrows)
+    nt = min(256, max(16, CW))  # q·kᵀ: [128, 256] fp32 accumulator tiles
+    n2 = min(1024, max(16, CW))  # wbd · ReLU: [16, 1024] accumulator tiles, K in steps of 32
+    # bf16 vector tiles of up to 4·VEC_OPERAND_ELEMS (64 KB): ReLU, the gathered rows, the q view
+    # (a view left at a small tile shape is copied in many small tasks)
+    rc = min(CW, 512)
+    rtile = (max(1, min(GH, 4 * VEC_OPERAND_ELEMS // rc)), rc)
+    gtile = (max(1, min(CW, 4 * VEC_OPERAND_ELEMS // D)), D)
+    qtile = (max(1, min(GH, 4 * VEC_OPERAND_ELEMS // D)), D)
+    mtile = (G, max(1, min(CW, VEC_OPERAND_ELEMS // G)))
+    geo = (G, D, BS, PP, CW, mt, nt, n2, rtile, mtile, gtile)
 
     @pypto.frontend.jit(runtime_options=jit_options(run_mode))
     def index_score(q: T([DYN, D], BF16), wbd: T([DYN, GH], BF16), keys: T([DYN, D], BF16), table: T([DYN, M], I32),
-                    page_base: T([DYN, M], F32), visible: T([DYN, 1], F32), lane: T([1, BS], F32),
-                    scores: T([DYN, LW], F32)):
+                    page_base: T([DYN, M], F32), visible: T([DYN, 1], F32), cpage: T([1, CW], I32),
+                    clane: T([1, CW], I32), clanef: T([1, CW], F32), scores: T([DYN, LW], F32)):
         ng = table.shape[0]
-        pypto.set_vec_tile_shapes(G, BS)
         for g in pypto.loop(ng, name="groups", idx_name="g"):
+            pypto.set_vec_tile_shapes(*qtile)
             qg = pypto.view(q, [GH, D], [g * GH, 0])
             wg = pypto.view(wbd, [GP, GH], [g * GP, 0])
             vg = pypto.view(visible, [G, 1], [g * G, 0])
             for j in pypto.loop(M // PP, name="page_chunks", idx_name="j"):
-                _score_chunk(qg, wg, vg, keys, table, page_base, lane, scores, g, j, geo)
+                _score_chunk(qg, wg, vg, keys, table, page_base, cpage, clane, clanef, scores, g, j, geo)
 
     return index_score
 
