@@ -102,3 +102,12 @@ def test_the_readme_lists_every_package_at_its_version():
     rows = dict(re.findall(r"^\| \[`(dsv4-[a-z0-9-]+)`\]\([^)]*\) \| [a-z]+ \| ([0-9.]+) \|", text, re.M))
     for name, p in pkgs.all_packages().items():
         assert rows.get(name) == p.version, f"README's package table: {name} {rows.get(name)}, in repo {p.version}"
+
+
+def test_composition_tests_run_in_crosscheck():
+    """The packages' composition tests skip where a sibling is missing; crosscheck, which
+    installs every package, must collect them (noxfile passes them to pytest)."""
+    found = sorted(ROOT.glob("packages/*/tests/test_composition.py"))
+    assert found, "no composition tests"
+    for name in ("dsv4_sparse_attn_csa", "dsv4_prefill_sparse_attn"):
+        importlib.import_module(name)  # installed here, so the composition tests do not skip
