@@ -56,14 +56,15 @@ def check_against_exact(cfg: AttentionConfig, layer_id: int, weights, x: torch.T
     checked; y_ref's error is taken against the evaluation of its own picks `ref_picks`."""
     w = load_weights(weights, cfg, layer_id, cfg.compress_ratio(layer_id))
     reports = []
-    if cfg.compress_ratio(layer_id) == 4:
-        if picks is None:
-            raise ValueError("a CSA layer's check needs the layer's picks (AttentionLayer.last_picks)")
-        _, fp64_picks, scores = layer_exact(cfg, layer_id, w, x)
+    csa = cfg.compress_ratio(layer_id) == 4
+    if csa and picks is None:
+        raise ValueError("a CSA layer's check needs the layer's picks (AttentionLayer.last_picks)")
+    # one evaluation gives both: the output over the layer's picks and the fp64 top-k / scores
+    exact, fp64_picks, scores = layer_exact(cfg, layer_id, w, x, picks=picks)
+    if csa:
         finite = scores[torch.isfinite(scores)]
         tol = TIE_REL * float(finite.abs().max()) if finite.numel() else 0.0
         reports.append(compare_topk(picks, fp64_picks, scores, name="picks", tie_tol=tol))
-    exact, _, _ = layer_exact(cfg, layer_id, w, x, picks=picks)
     if y_ref is None:
         reports.append(compare(y, exact, exact, name=name, mult=0.0, floor=TORCH_REL_BOUND * float(exact.abs().max())))
     else:
