@@ -39,6 +39,12 @@ class GoldenOutcome:
 
 @dataclasses.dataclass
 class BenchOutcome:
+    """One bench case: `modelled_us` the cost model's µs of the kernels; `gather_us` the
+    gathered bytes an under-priced gather moved, charged at the copy rate; `host_us` the
+    host side of the public call (measured wall time outside the kernels, plus the bytes it
+    prepared for them at the copy rate — `dsv4_core.bench`); `nbytes` / `flops` what the
+    ceiling counts (each distinct row a request reads once)."""
+
     module: str
     case: str
     modelled_us: float
@@ -46,6 +52,12 @@ class BenchOutcome:
     flops: float
     cores: int = 0
     note: str = ""
+    gather_us: float = 0.0
+    host_us: float = 0.0
+
+    @property
+    def total_us(self) -> float:
+        return self.modelled_us + self.gather_us + self.host_us
 
 
 def golden_table(outcomes: list[GoldenOutcome], errors: dict[str, str] | None = None) -> str:

@@ -1,0 +1,94 @@
+"""Timing a public call honestly (DESIGN.md, "Performance"): everything the call does, its
+kernels and its host side, at serving-size caches.
+
+    m = bench.measure(lambda: sparse_attn_csa(..., backend="sim", validate=False))
+    m.kernel_us        # the cost model's µs of every kernel the call launched, summed
+    m.host_us          # host wall time of the call outside the kernels (this process)
+    m.prepared_bytes   # bytes of the kernels' arguments the host built (not a caller's cache)
+
+The kernels run on the cost model alone (`values=False`: outputs untouched), so caches may
+be allocated with `torch.empty` at any size without touching their pages. `charge` adds
+what the cost model under-prices: gathered bytes at the copy rate (a gather that the model
+prices below a copy of the same bytes) and the host's prepared bytes at the copy rate (on a
+device they are device copies too).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any, Callable, Sequence
+
+import torch
+
+from . import contract
+
+
+@dataclasses.dataclass(frozen=True)
+class Measured:
+    kernel_us: float  # cost-model µs, every launch of the call summed
+    host_us: float  # wall µs of the call outside the kernel launches
+    prepared_bytes: int  # kernel-argument bytes the host built (caches excluded)
+    launches: tuple[str, ...]  # kernel names, in launch order
+    cores: int = 0
+    result: Any = None
+
+
+def measure(call: Callable[[], Any], *, caches: Sequence[torch.Tensor] = ()) -> Measured:
+    """Run `call()` (a public function on backend "sim") with every kernel on the cost model
+    alone; `caches` are the caller's caches (their views are not counted as prepared)."""
+    from . import sim
+
+    runs: list = []
+    watched = contract.Watch()
+    in_kernels = [0.0]
+    real = sim.run
+
+    def cost_only(kernel, args, *, name="kernel", values=True, **kw):
+        watched.launches.append(contract.Launch(name, list(args)))
+        t0 = time.perf_counter()
+        try:
+            runs.append(real(kernel, args, name=name, values=False, **kw))
+        finally:
+            in_kernels[0] += time.perf_counter() - t0
+        return runs[-1]
+
+    sim.run = cost_only
+    t0 = time.perf_counter()
+    try:
+        out = call()
+    finally:
+        wall = time.perf_counter() - t0
+        sim.run = real
+    us = [r.aicore_us for r in runs]
+    if not runs or None in us:
+        raise RuntimeError(f"measure: the call launched {len(runs)} kernel(s) and the cost model timed "
+                           f"{sum(u is not None for u in us)} of them")
+    return Measured(kernel_us=float(sum(us)), host_us=max(0.0, wall - in_kernels[0]) * 1e6,
+                    prepared_bytes=watched.prepared_bytes(*caches), launches=tuple(r.name for r in runs),
+                    cores=max(r.cores for r in runs), result=out)
+
+
+@dataclasses.dataclass(frozen=True)
+class Charged:
+    """A call's honest time: kernel µs + surcharges the cost model leaves out."""
+
+    kernel_us: float
+    gather_us: float  # gathered bytes at the copy rate, for a gather the model under-prices
+    prepared_us: float  # host-prepared bytes at the copy rate
+    host_us: float  # measured host wall time outside the kernels
+
+    @property
+    def total_us(self) -> float:
+        return self.kernel_us + self.gather_us + self.prepared_us + self.host_us
+
+
+def charge(m: Measured, *, gathered_bytes: float = 0.0, copy_gbps: float | None = None) -> Charged:
+    """`m` with the under-priced work charged at the modelled copy rate (GB/s, default the
+    stored ceiling)."""
+    from .chip import load_ceilings
+
+    bw = copy_gbps or load_ceilings().copy_gbps
+    per_byte_us = 1.0 / (bw * 1e3)
+    return Charged(kernel_us=m.kernel_us, gather_us=gathered_bytes * per_byte_us,
+                   prepared_us=m.prepared_bytes * per_byte_us, host_us=m.host_us)
