@@ -60,8 +60,37 @@ def _closure(names: list[str]) -> list[str]:
     return order
 
 
+# The third-party stack every test session needs (≈ 1 GB, most of it torch) is installed once
+# into one shared environment; each session's own venv sees it through a .pth file and
+# installs only the project's packages (with their dependency resolution: pip finds torch,
+# pypto, numpy there and checks them against the packages' ranges). Saves a torch install
+# per session. The golden / bench jobs install everything into their own venv.
+THIRD_PARTY = ("torch==2.13.0", "pypto==0.2.0", "numpy>=1.24", "matplotlib>=3.5", "pandas>=1.5", *PYTEST)
+BASE = ROOT / ".nox" / "_thirdparty"
+
+
+def _site(session: nox.Session, python: str = "python") -> str:
+    out = session.run(python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])", silent=True,
+                      external=True)
+    return out.strip().splitlines()[-1]
+
+
+def _third_party(session: nox.Session) -> None:
+    py = BASE / "bin" / "python"
+    stamp = BASE / "installed.txt"
+    want = "\n".join(THIRD_PARTY)
+    if not (py.exists() and stamp.exists() and stamp.read_text() == want):
+        session.run(sys.executable, "-m", "venv", "--clear", str(BASE), external=True)
+        session.run(str(py), "-m", "pip", "install", "-q", "--no-compile", "-c", CONSTRAINTS, *THIRD_PARTY,
+                    external=True)
+        stamp.write_text(want)
+    Path(_site(session), "_dsv4_thirdparty.pth").write_text(_site(session, str(py)) + "\n")
+
+
 def _install_from_dist(session: nox.Session, names: list[str], *extra: str) -> None:
-    """The packages as the wheels `nox -s build` made: proves each installs alone."""
+    """The packages as the wheels `nox -s build` made: proves each installs alone (its sibling
+    dependencies from dist/, nothing else of the project)."""
+    _third_party(session)
     wheels = [_wheel(s) + EXTRAS.get(s, "") for s in _closure(names)]
     # --no-compile: a session imports a fraction of torch; byte-compiling all of it at install is skipped
     session.install("--no-compile", "-c", CONSTRAINTS, *wheels, *extra)
@@ -96,11 +125,11 @@ def build(session: nox.Session) -> None:
 @nox.parametrize("package", sorted(PACKAGES))
 def tests(session: nox.Session, package: str) -> None:
     """One package's tests in a fresh env with only it and its declared dependencies."""
-    _install_from_dist(session, [package], *PYTEST)
+    _install_from_dist(session, [package])
     p = PACKAGES[package]
     session.chdir(p.path)  # tests import the installed wheel, not src/
     session.run("python", "-c", f"import {p.import_name} as m; print(m.__name__, m.__version__, m.__file__)")
-    session.run("pytest", *PYTEST_ARGS, "tests", *session.posargs, env=SIM_ENV)
+    session.run("python", "-m", "pytest", *PYTEST_ARGS, "tests", *session.posargs, env=SIM_ENV)
 
 
 @nox.session(python=PYTHON)
@@ -114,12 +143,12 @@ def versions(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def crosscheck(session: nox.Session) -> None:
     """Every package in one env: pip check, ABI/version compatibility, cross-package tests."""
-    _install_from_dist(session, sorted(PACKAGES), *PYTEST, "packaging>=23")
+    _install_from_dist(session, sorted(PACKAGES), "packaging>=23")
     session.run("python", "-m", "pip", "check")
     # the packages' composition tests need siblings a package does not depend on: they run here
     composition = sorted(str(p.relative_to(ROOT)) for p in ROOT.glob("packages/*/tests/test_composition.py"))
-    session.run("pytest", *PYTEST_ARGS, "--import-mode=importlib", "tests", *composition, *session.posargs,
-                env=SIM_ENV)
+    session.run("python", "-m", "pytest", *PYTEST_ARGS, "--import-mode=importlib", "tests", *composition,
+                *session.posargs, env=SIM_ENV)
 
 
 def _golden(session: nox.Session, module: str | None, tier: str) -> None:

@@ -1,5 +1,8 @@
-"""`nox -s bench`: cost-model µs of every module at full (FLASH / PRO) sizes next to the
-modelled chip's ceiling, written to build/bench/<module>.md.
+"""`nox -s bench`: what every module's public call costs at full (FLASH / PRO) sizes and
+serving-size caches — kernel µs (cost model), the gather surcharge (gathered bytes the
+model under-prices, at the copy rate), host µs, their total — next to the modelled chip's
+ceiling (each distinct row a request reads counted once); written to build/bench/<module>.md
+and from there into the READMEs (tools/bench_report.py).
 
     python tools/bench.py [--module M ...] [--case NAME ...]
 """
@@ -38,8 +41,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"unknown module {m!r}; known: {sorted(mods)}", file=sys.stderr)
             return 2
         cases = importlib.import_module(f"{mods[m].import_name}.cases")
-        rows = ["| case | modelled µs | MB moved | GFLOP | ceiling µs | bound | ratio | note |",
-                "|---|---|---|---|---|---|---|---|"]
+        rows = ["| case | kernel µs | gather charge µs | host µs | total µs | MB (distinct) | GFLOP | ceiling µs "
+                "| bound | ratio | note |",
+                "|---|---|---|---|---|---|---|---|---|---|---|"]
         for name in getattr(cases, "BENCH_CASES", []):
             if a.case and name not in a.case:
                 continue
@@ -50,10 +54,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"[bench] {m}:{name} ERROR {type(e).__name__}: {str(e)[:1500]}", flush=True)
                 rows.append(f"| {name} | ERROR | | | | | | {type(e).__name__} |")
                 continue
-            eff = chip.efficiency(b.nbytes, b.flops, b.modelled_us, ceil)
+            eff = chip.efficiency(b.nbytes, b.flops, b.total_us, ceil)
             ratio = "mis-priced" if eff.mispriced else f"{eff.ratio:.0%}"
-            rows.append(f"| {name} | {b.modelled_us:.1f} | {b.nbytes / 1e6:.1f} | {b.flops / 1e9:.2f} | "
-                        f"{eff.ceiling_us:.1f} | {eff.bound_by} | {ratio} | {b.note} |")
+            rows.append(f"| {name} | {b.modelled_us:.1f} | {b.gather_us:.1f} | {b.host_us:.1f} | {b.total_us:.1f} | "
+                        f"{b.nbytes / 1e6:.1f} | {b.flops / 1e9:.2f} | {eff.ceiling_us:.1f} | {eff.bound_by} | {ratio} "
+                        f"| {b.note} |")
             print(f"[bench] {m}:{name}: {eff}", flush=True)
         table = "\n".join(rows)
         (a.out / f"{m}.md").write_text(f"# {m}\n\n{ceil.describe()}\n\n{table}\n")

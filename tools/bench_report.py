@@ -35,11 +35,12 @@ def read_tables(bench_dir: Path) -> dict[str, tuple[str, list[str]]]:
 def root_block(tables: dict) -> str:
     ceil = next((c for c, _ in tables.values() if c), "")
     lines = [BEGIN, "", f"Ceilings: {ceil}", "",
-             "| module | case | modelled µs | ceiling µs | bound | ratio |", "|---|---|---|---|---|---|"]
+             "| module | case | kernel µs | gather charge µs | host µs | total µs | ceiling µs | bound | ratio |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for m, (_, rows) in sorted(tables.items()):
         for r in rows[2:]:
             c = [x.strip() for x in r.strip("|").split("|")]
-            lines.append(f"| {m} | {c[0]} | {c[1]} | {c[4]} | {c[5]} | {c[6]} |")
+            lines.append(f"| {m} | {c[0]} | {c[1]} | {c[2]} | {c[3]} | {c[4]} | {c[7]} | {c[8]} | {c[9]} |")
     return "\n".join(lines + ["", END])
 
 
