@@ -75,3 +75,33 @@ def test_isolated_calls_from_two_threads_each_get_their_own_run():
     for err, run in results:
         assert err == 0.0 and run is not None and run.name == "selftest" and run.aicore_us > 0
     assert results[0][1].verify_dir != results[1][1].verify_dir
+
+
+def test_swim_lane_scripts_are_skipped_and_everything_else_runs(tmp_path, monkeypatch):
+    import os
+    import subprocess
+
+    from dsv4_core import sim
+
+    monkeypatch.delenv("DSV4_KEEP_SIM", raising=False)
+    monkeypatch.delenv("DSV4_SIM_SCRIPTS", raising=False)
+    monkeypatch.setitem(sim._state, "shim", None)
+    monkeypatch.setenv("PATH", os.environ["PATH"])
+    sim._skip_swim_lane_scripts(str(tmp_path))
+    shim = sim._state["shim"]
+    assert os.environ["PATH"].split(os.pathsep)[0] == os.path.dirname(shim)
+    skipped = subprocess.run([shim, "/x/pypto/lib/scripts/print_swim_lane.py", "y"], capture_output=True)
+    assert skipped.returncode == 0 and skipped.stdout == b""
+    ran = subprocess.run([shim, "-c", "print(6 * 7)"], capture_output=True)
+    assert ran.stdout.strip() == b"42"
+    other = subprocess.run([shim, str(tmp_path / "missing_script.py")], capture_output=True)
+    assert other.returncode != 0  # anything else really runs (and fails like python3 would)
+
+
+def test_swim_lane_scripts_run_when_asked(tmp_path, monkeypatch):
+    from dsv4_core import sim
+
+    monkeypatch.setenv("DSV4_SIM_SCRIPTS", "1")
+    monkeypatch.setitem(sim._state, "shim", None)
+    sim._skip_swim_lane_scripts(str(tmp_path))
+    assert sim._state["shim"] is None
