@@ -1,6 +1,13 @@
-"""Golden cases of the composed layer (`nox -s golden`): one request fed as a prefill chunk
-and decode steps of S = 1, 2 and 8 on the simulator, against the fp64 evaluation of the
-layer with the bound set by the same feed on the torch backend."""
+"""Golden cases of the composed layer (`nox -s golden`): per kind (SWA, CSA, HCA) one
+serving scenario on the simulator, every output checked against the fp64 evaluation of its
+request's whole token stream (the bound set by the same scenario on the torch backend). One
+scenario shows each equivalence the layer promises, on the simulator:
+
+- request A arrives in two uneven prefill chunks (≡ one chunk: both are checked against the
+  one-stream evaluation), request B in one;
+- A and B are decoded together, S = 1, then 2, then 8 tokens each (≡ each alone);
+- A is released and C admitted on its pages with A's tokens in one chunk (reused pages ≡ a
+  fresh layer)."""
 
 from __future__ import annotations
 
@@ -10,77 +17,68 @@ from dsv4_core import TINY
 from dsv4_core.golden import BenchOutcome, GoldenOutcome
 
 MODULE = "attention"
-# (layer id in TINY, prefill length): HCA needs more than 128 positions to close a window
-_KINDS = {"swa": (0, 20), "csa": (1, 30), "hca": (2, 130)}
+# kind -> (layer id in TINY, A's two prefill chunks, B's prefill, max_context); HCA needs more
+# than 128 positions before a window closes
+_KINDS = {"swa": (0, (12, 9), 15, 64), "csa": (1, (17, 13), 23, 64), "hca": (2, (70, 61), 129, 256)}
 _DECODE = (1, 2, 8)
-GOLDEN_CASES = [(f"tiny-{k}-prefill-decode", "small") for k in _KINDS] + [("tiny-swa-serving", "small")]
+GOLDEN_CASES = [(f"tiny-{k}-serving", "small") for k in _KINDS]
 BENCH_CASES: list[str] = []  # the modules' own bench cases time every kernel the layer runs
 
 
-def _feed(kind: str, backend: str):
+def _serving(kind: str, backend: str):
+    """The scenario on `backend`. Returns the weights and, per request, (tokens, outputs in
+    token order, the CSA indexer's picks in token order or None)."""
     from . import AttentionLayer
     from .testing import make_tokens, make_weights
 
-    lid, n0 = _KINDS[kind]
-    n = n0 + sum(_DECODE)
+    lid, (a1, a2), nb, ctx = _KINDS[kind]
+    dec = sum(_DECODE)
     w = make_weights(TINY, lid, seed=lid)
-    x = make_tokens(TINY, n, seed=lid)
-    layer = AttentionLayer(TINY, lid, w, max_requests=1, max_context=256, backend=backend, cmp_block=16)
-    out, picks, at = [layer.prefill(0, x[:n0])], [layer.last_picks], n0
+    xa, xb = make_tokens(TINY, a1 + a2 + dec, seed=10 + lid), make_tokens(TINY, nb + dec, seed=20 + lid)
+    layer = AttentionLayer(TINY, lid, w, max_requests=2, max_context=ctx, backend=backend, cmp_block=16)
+    ya, yb, pa, pb = [], [], [], []
+
+    def keep(ys, ps, y, picks):
+        ys.append(y)
+        ps.append(picks)
+
+    keep(ya, pa, layer.prefill(0, xa[:a1]), layer.last_picks)
+    keep(yb, pb, layer.prefill(1, xb[:nb]), layer.last_picks)
+    keep(ya, pa, layer.prefill(0, xa[a1:a1 + a2]), layer.last_picks)
+    at_a, at_b = a1 + a2, nb
     for s in _DECODE:
-        out.append(layer.decode([0], x[None, at:at + s])[0])
-        picks.append(layer.last_picks)
-        at += s
-    return w, x, torch.cat(out), (torch.cat(picks) if picks[0] is not None else None)
-
-
-def _serving(backend: str):
-    """Three requests through a two-slot SWA layer: A in uneven prefill chunks, B in one; A and
-    B decoded together (S = 2, twice); A released and C admitted on its pages (C's tokens are
-    A's, so a reused page must give a fresh layer's result). Returns the weights and, per
-    request, (tokens, outputs in token order)."""
-    from . import AttentionLayer
-    from .testing import make_tokens, make_weights
-
-    w = make_weights(TINY, 0, seed=7)
-    xa, xb = make_tokens(TINY, 25, seed=8), make_tokens(TINY, 19, seed=9)
-    layer = AttentionLayer(TINY, 0, w, max_requests=2, max_context=64, backend=backend, cmp_block=16)
-    ya = [layer.prefill(0, xa[:12]), layer.prefill(0, xa[12:21])]
-    yb = [layer.prefill(1, xb[:15])]
-    for i in range(2):
-        y = layer.decode([0, 1], torch.stack([xa[21 + 2 * i:23 + 2 * i], xb[15 + 2 * i:17 + 2 * i]]))
-        ya.append(y[0])
-        yb.append(y[1])
+        y = layer.decode([0, 1], torch.stack([xa[at_a:at_a + s], xb[at_b:at_b + s]]))
+        picks = layer.last_picks
+        keep(ya, pa, y[0], None if picks is None else picks[:s])
+        keep(yb, pb, y[1], None if picks is None else picks[s:])
+        at_a, at_b = at_a + s, at_b + s
     layer.release(0)
-    yc = [layer.prefill(2, xa)]
-    return w, {"A (chunks 12+9, decode)": (xa, torch.cat(ya)), "B (batched decode)": (xb, torch.cat(yb)),
-               "C (reused pages)": (xa, torch.cat(yc))}
+    yc = layer.prefill(2, xa)
+    pc = layer.last_picks
+
+    def cat(ps):
+        return None if ps[0] is None else torch.cat(ps)
+
+    return w, {"A (chunks, batched decode)": (xa, torch.cat(ya), cat(pa)),
+               "B (batched decode)": (xb, torch.cat(yb), cat(pb)),
+               "C (A's tokens on reused pages)": (xa, yc, pc)}
 
 
 def golden(name: str) -> GoldenOutcome:
-    if name == "tiny-swa-serving":
-        return _golden_serving(name)
     from .testing import check_against_exact
 
     kind = name.split("-")[1]
-    w, x, y, picks = _feed(kind, "sim")
-    _, _, y_ref, ref_picks = _feed(kind, "torch")
-    reports = check_against_exact(TINY, _KINDS[kind][0], w, x, y, y_ref, picks=picks, ref_picks=ref_picks)
-    note = f"{kind}: prefill {_KINDS[kind][1]} + decode S={'/'.join(map(str, _DECODE))}"
+    w, got = _serving(kind, "sim")
+    _, ref = _serving(kind, "torch")
+    lid, (a1, a2), nb, _ = _KINDS[kind]
+    reports = []
+    for who, (x, y, picks) in got.items():
+        reports += check_against_exact(TINY, lid, w, x, y, ref[who][1], picks=picks, ref_picks=ref[who][2],
+                                       name=f"y {who}")
+    note = (f"{kind}: A in chunks {a1}+{a2}, B {nb}, decoded together S={'/'.join(map(str, _DECODE))}, "
+            "A's pages reused by C")
     return GoldenOutcome(MODULE, name, reports, None, note=note)
 
 
 def bench(name: str) -> BenchOutcome:  # pragma: no cover - no bench cases
     raise KeyError(f"{MODULE} has no bench cases, got {name!r}")
-
-
-def _golden_serving(name: str) -> GoldenOutcome:
-    from .testing import check_against_exact
-
-    w, got = _serving("sim")
-    _, ref = _serving("torch")
-    reports = []
-    for who, (x, y) in got.items():
-        reports += check_against_exact(TINY, 0, w, x, y, ref[who][1], name=f"y {who}")
-    return GoldenOutcome(MODULE, name, reports, None, note="swa: uneven chunks, two requests per decode call, "
-                         "a released request's pages reused")
