@@ -1,6 +1,7 @@
 """`nox -s bench`: what every module's public call costs at full (FLASH / PRO) sizes and
 serving-size caches — kernel µs (cost model), the gather surcharge (gathered bytes the
-model under-prices, at the copy rate), host µs, their total — next to the modelled chip's
+model under-prices, at the copy rate), host µs (the bytes the host prepares for the
+kernels, at the copy rate; the host's CPU wall time is in the note), their total — next to the modelled chip's
 ceiling (each distinct row a request reads counted once); written to build/bench/<module>.md
 and from there into the READMEs (tools/bench_report.py).
 

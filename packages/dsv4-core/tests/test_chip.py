@@ -51,3 +51,17 @@ def test_balanced_n_tile_fills_whole_waves_of_cube_cores():
         if t > 16:
             # a narrower tile would cost more or as much (ties go to the wider tile)
             assert cost(t) <= cost(t - 16)
+
+
+def test_gather_microbenchmark_prices_a_path_against_the_in_place_read():
+    """One small trial per path on the cost model (each in its own process): the view and
+    index_select compile and are timed; the trial refuses an unknown path."""
+    from dsv4_core import microbench, sim
+
+    view, _ = sim.isolated(microbench._gather_trial, "view", 2, 128, 512, 16, 4)
+    isel, _ = sim.isolated(microbench._gather_trial, "index_select", 2, 128, 512, 16, 4)
+    assert view["us"] > 0 and isel["us"] > 0
+    import pytest
+
+    with pytest.raises(ValueError, match="unknown gather path"):
+        microbench._gather_trial("memcpy", 2, 128, 64, 16, 4)

@@ -60,12 +60,31 @@ def test_measure_sums_kernels_and_charges_what_the_host_prepared(monkeypatch):
         sim.run(None, [cache], name="b")
         return "out"
 
-    m = bench.measure(call, caches=[cache])
+    m = bench.measure(call, given=[cache])
     assert (m.kernel_us, m.launches, m.result, m.cores) == (10.0, ("a", "b"), "out", 3)
     assert m.prepared_bytes == built.numel() * 4
     c = bench.charge(m, gathered_bytes=2e6, copy_gbps=1000.0)
     assert c.gather_us == pytest.approx(2.0) and c.prepared_us == pytest.approx(built.numel() * 4 / 1e6)
     assert c.total_us == pytest.approx(10.0 + 2.0 + c.prepared_us + m.host_us)
     # a copied cache is prepared bytes
-    m2 = bench.measure(lambda: sim.run(None, [cache.clone()], name="c"), caches=[cache])
+    m2 = bench.measure(lambda: sim.run(None, [cache.clone()], name="c"), given=[cache])
     assert m2.prepared_bytes == cache.numel() * 4
+
+
+def test_outcome_totals_kernel_gather_and_host():
+    from dsv4_core import bench
+
+    m = bench.Measured(kernel_us=100.0, host_us=7.0, prepared_bytes=0, launches=("k",), cores=2)
+    o = bench.outcome("mod", "case", m, nbytes=1e6, flops=0.0, gather_bytes=0.0)
+    assert (o.modelled_us, o.gather_us, o.host_us, o.total_us) == (100.0, 0.0, 0.0, 100.0)
+    assert "7 µs CPU wall" in o.note
+    o2 = bench.outcome("mod", "case", dataclasses_replace(m, prepared_bytes=10**6), nbytes=1e6, flops=0.0,
+                       gather_bytes=2 * 10**6)
+    assert o2.gather_us > 0 and o2.host_us > 0 and o2.total_us == pytest.approx(100 + o2.gather_us + o2.host_us)
+    assert "1.00 MB prepared" in o2.note
+
+
+def dataclasses_replace(obj, **kw):
+    import dataclasses
+
+    return dataclasses.replace(obj, **kw)

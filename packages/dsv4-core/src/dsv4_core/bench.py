@@ -1,7 +1,7 @@
 """Timing a public call honestly (DESIGN.md, "Performance"): everything the call does, its
 kernels and its host side, at serving-size caches.
 
-    m = bench.measure(lambda: sparse_attn_csa(..., backend="sim", validate=False))
+    m = bench.measure(lambda: sparse_attn_csa(..., backend="sim", validate=False), given=[...])
     m.kernel_us        # the cost model's µs of every kernel the call launched, summed
     m.host_us          # host wall time of the call outside the kernels (this process)
     m.prepared_bytes   # bytes of the kernels' arguments the host built (not a caller's cache)
@@ -27,46 +27,51 @@ from . import contract
 @dataclasses.dataclass(frozen=True)
 class Measured:
     kernel_us: float  # cost-model µs, every launch of the call summed
-    host_us: float  # wall µs of the call outside the kernel launches
-    prepared_bytes: int  # kernel-argument bytes the host built (caches excluded)
+    host_us: float  # wall µs of the call with its launches returning at once (best of a few)
+    prepared_bytes: int  # kernel-argument bytes the host built (the caller's tensors excluded)
     launches: tuple[str, ...]  # kernel names, in launch order
     cores: int = 0
     result: Any = None
 
 
-def measure(call: Callable[[], Any], *, caches: Sequence[torch.Tensor] = ()) -> Measured:
+def measure(call: Callable[[], Any], *, given: Sequence[torch.Tensor] = (), host_repeats: int = 3) -> Measured:
     """Run `call()` (a public function on backend "sim") with every kernel on the cost model
-    alone; `caches` are the caller's caches (their views are not counted as prepared)."""
+    alone; `given` are the tensors the caller handed the call (caches, tables, activations,
+    weights): the kernels receiving them or views of them is not host work. The host time
+    is the best of `host_repeats` further calls whose launches return at once (warm: no
+    first-call imports, no kernel in the way)."""
     from . import sim
 
     runs: list = []
     watched = contract.Watch()
-    in_kernels = [0.0]
     real = sim.run
 
     def cost_only(kernel, args, *, name="kernel", values=True, **kw):
         watched.launches.append(contract.Launch(name, list(args)))
-        t0 = time.perf_counter()
-        try:
-            runs.append(real(kernel, args, name=name, values=False, **kw))
-        finally:
-            in_kernels[0] += time.perf_counter() - t0
+        runs.append(real(kernel, args, name=name, values=False, **kw))
         return runs[-1]
 
+    def no_kernel(kernel, args, *, name="kernel", values=True, **kw):
+        return sim.KernelRun(name=name, aicore_us=0.0, total_us=0.0, cores=0, tasks=0, values=False,
+                             verify_dir=None)
+
     sim.run = cost_only
-    t0 = time.perf_counter()
     try:
         out = call()
+        sim.run = no_kernel
+        host = []
+        for _ in range(max(1, host_repeats)):
+            t0 = time.perf_counter()
+            call()
+            host.append(time.perf_counter() - t0)
     finally:
-        wall = time.perf_counter() - t0
         sim.run = real
     us = [r.aicore_us for r in runs]
     if not runs or None in us:
         raise RuntimeError(f"measure: the call launched {len(runs)} kernel(s) and the cost model timed "
                            f"{sum(u is not None for u in us)} of them")
-    return Measured(kernel_us=float(sum(us)), host_us=max(0.0, wall - in_kernels[0]) * 1e6,
-                    prepared_bytes=watched.prepared_bytes(*caches), launches=tuple(r.name for r in runs),
-                    cores=max(r.cores for r in runs), result=out)
+    return Measured(kernel_us=float(sum(us)), host_us=min(host) * 1e6, prepared_bytes=watched.prepared_bytes(*given),
+                    launches=tuple(r.name for r in runs), cores=max(r.cores for r in runs), result=out)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,3 +97,18 @@ def charge(m: Measured, *, gathered_bytes: float = 0.0, copy_gbps: float | None 
     per_byte_us = 1.0 / (bw * 1e3)
     return Charged(kernel_us=m.kernel_us, gather_us=gathered_bytes * per_byte_us,
                    prepared_us=m.prepared_bytes * per_byte_us, host_us=m.host_us)
+
+
+def outcome(module: str, case: str, m: Measured, *, nbytes: float, flops: float, gather_bytes: float = 0.0,
+            note: str = ""):
+    """A `BenchOutcome` of a measured call: kernel µs; the gather charge; host µs = the
+    bytes the host prepared for the kernels at the copy rate (what those host ops cost as
+    device copies: the host work a device pays for); against the ceiling of `nbytes` /
+    `flops` (each distinct row a request reads counted once). The host's own wall time on
+    the CPU that ran the bench goes into the note: it is that CPU's, not the modelled chip's."""
+    from .golden import BenchOutcome
+
+    c = charge(m, gathered_bytes=gather_bytes)
+    host = f"host: {m.prepared_bytes / 1e6:.2f} MB prepared, {m.host_us:.0f} µs CPU wall"
+    return BenchOutcome(module, case, m.kernel_us, nbytes, flops, cores=m.cores,
+                        note=f"{note}; {host}" if note else host, gather_us=c.gather_us, host_us=c.prepared_us)

@@ -3,6 +3,7 @@ measures and stores its ceilings (`dsv4_core.chip`):
 
     python -m dsv4_core.microbench show
     python -m dsv4_core.microbench measure [--quick] [--write]
+    python -m dsv4_core.microbench gather [--quick]     # each gather path's price per byte
 """
 
 # no `from __future__ import annotations`: pypto reads kernel annotations as objects
@@ -65,6 +66,83 @@ def _matmul_trial(m: int, k: int, n: int, tiles: tuple) -> dict:
             "tflops": 2 * m * k * n / (r.aicore_us * 1e6)}
 
 
+# ---- the gather paths, priced per byte next to reading the same bytes in place ------------
+# Each of T tokens reads K rows of D bf16 lanes (a paged source of `pages` × 128 rows) and
+# multiplies them with its H query heads, as a sparse-attention or indexer score step does:
+# rows = a contiguous view ("view": the bytes read in place, no gather), `index_select` on
+# physical rows, `gather_in_ub` / `gather_in_l1` on logical rows through the block table.
+# What the cost model charges for the gather is the path's time minus the view's.
+GATHER_SHAPE = (16, 640, 512, 16)  # T, K, D, H
+GATHER_BLOCK = 128
+GATHER_PATHS = ("view", "index_select", "gather_in_ub", "gather_in_l1")
+
+
+def _gather_trial(path: str, t: int, k: int, d: int, h: int, pages: int) -> dict:
+    import pypto
+    import torch
+
+    S, BF16, I32, F32 = pypto.STATIC, pypto.DT_BF16, pypto.DT_INT32, pypto.DT_FP32
+    BS = GATHER_BLOCK
+    if path not in GATHER_PATHS:
+        raise ValueError(f"unknown gather path {path!r}")
+
+    @pypto.frontend.jit(runtime_options=jit_options())
+    def kernel(q: pypto.Tensor([S, S], BF16), kv: pypto.Tensor([S, S], BF16), table: pypto.Tensor([S, S], I32),
+               idx: pypto.Tensor([S, S], I32), flat: pypto.Tensor([S], I32), out: pypto.Tensor([S, S], F32)):
+        for i in range(t):  # unrolled: the tokens' steps overlap as in a kernel's tile
+            qt = pypto.view(q, [h, d], [i * h, 0])
+            pypto.set_vec_tile_shapes(64, d)
+            if path == "view":
+                rows = pypto.view(kv, [k, d], [i * k, 0])
+            elif path == "index_select":
+                rows = pypto.index_select(kv, 0, pypto.view(flat, [k], [i * k]))
+            elif path == "gather_in_ub":
+                rows = pypto.experimental.gather_in_ub(kv, pypto.view(idx, [1, k], [i, 0]),
+                                                       pypto.view(table, [1, pages], [0, 0]), BS, -2)
+            else:
+                rows = pypto.experimental.gather_in_l1(kv, pypto.view(idx, [1, k], [i, 0]),
+                                                       pypto.view(table, [1, pages], [0, 0]), BS, d, True, True)
+            pypto.set_cube_tile_shapes([16, 16], [128, d], [128, 128])
+            sc = pypto.matmul(qt, rows, F32, b_trans=True)  # [H, K]
+            pypto.set_vec_tile_shapes(h, min(k, 1024))
+            pypto.assemble(sc, [i * h, 0], out)
+
+    g = torch.Generator().manual_seed(0)
+    kv = torch.empty(pages * BS, d, dtype=torch.bfloat16)
+    table = torch.randperm(pages, generator=g).to(torch.int32).reshape(1, pages)
+    logical = torch.randint(0, pages * BS, (t, k), generator=g, dtype=torch.int32)
+    phys = (table[0, (logical // BS).long()] * BS + logical % BS).to(torch.int32)
+    args = [torch.zeros(t * h, d, dtype=torch.bfloat16), kv, table, logical, phys.reshape(-1).contiguous(),
+            torch.zeros(t * h, k)]
+    r = sim.run(kernel, args, name=f"gather_{path}", values=False)
+    return {"kind": "gather", "path": path, "shape": [t, k, d, h], "source_rows": pages * BS, "us": r.aicore_us}
+
+
+def measure_gathers(quick: bool = False) -> list[dict]:
+    """Each path at GATHER_SHAPE from a small and a 16× larger source, each in its own
+    process; adds to each row the gathered bytes' rate (`gather_gbps`, read + write) at the
+    path's time above the in-place read (None when it is not above it: not priced)."""
+    t, k, d, h = GATHER_SHAPE
+    out = []
+    for pages in ((256,) if quick else (256, 4096)):
+        rows = []
+        for path in GATHER_PATHS:
+            try:
+                res, _ = sim.isolated(_gather_trial, path, t, k, d, h, pages)
+            except sim.SimError as e:
+                res = {"kind": "gather", "path": path, "shape": [t, k, d, h], "source_rows": pages * GATHER_BLOCK,
+                       "error": str(e).splitlines()[0][:200]}
+            rows.append(res)
+        base = next((r["us"] for r in rows if r["path"] == "view" and "us" in r), None)
+        for r in rows:
+            extra = r["us"] - base if base is not None and "us" in r else None
+            r["gather_us"] = extra
+            r["gather_gbps"] = (2 * t * k * d * 2 / (extra * 1e3)) if extra and extra > 0 else None
+            print(json.dumps(r), flush=True)
+        out += rows
+    return out
+
+
 def measure(quick: bool = False) -> dict[str, Any]:
     """Run the microbenchmarks (each in its own process) and return the ceilings record."""
     trials = []
@@ -97,12 +175,31 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m dsv4_core.microbench")
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("show", help="print the stored ceilings and how they were measured")
+    g = sub.add_parser("gather", help="price each gather path per byte next to a copy (minutes)")
+    g.add_argument("--quick", action="store_true", help="the small source only")
     m = sub.add_parser("measure", help="re-measure the ceilings under the cost model (minutes)")
     m.add_argument("--quick", action="store_true", help="one tile configuration each")
     m.add_argument("--write", action="store_true", help=f"store the result in {CEILINGS_FILE.name}")
     a = ap.parse_args(argv)
     if a.cmd == "show":
         print(load_ceilings().describe())
+        return 0
+    if a.cmd == "gather":
+        from .chip import load_ceilings
+
+        copy = load_ceilings().copy_gbps
+        rows = measure_gathers(quick=a.quick)
+        print(f"\n| path | source rows | µs | µs above the in-place read | gathered GB/s | vs the copy ceiling ({copy:.0f} GB/s) |")
+        print("|---|---|---|---|---|---|")
+        for r in rows:
+            if "us" not in r:
+                print(f"| {r['path']} | {r['source_rows']} | ERROR | {r['error']} | | |")
+                continue
+            gb = r["gather_gbps"]
+            rel = "-" if r["path"] == "view" else ("not priced" if gb is None else f"{gb / copy:.2f}×")
+            extra = "-" if r["path"] == "view" else f"{r['gather_us']:.1f}"
+            print(f"| {r['path']} | {r['source_rows']} | {r['us']:.1f} | {extra} | "
+                  f"{'-' if gb is None else f'{gb:.0f}'} | {rel} |")
         return 0
     rec = measure(quick=a.quick)
     print(json.dumps({k: v for k, v in rec.items() if k != "trials"}, indent=1))
