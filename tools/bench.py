@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
             except Exception as e:
                 failed += 1
                 print(f"[bench] {m}:{name} ERROR {type(e).__name__}: {str(e)[:1500]}", flush=True)
-                rows.append(f"| {name} | ERROR | | | | | | {type(e).__name__} |")
+                rows.append(f"| {name} | ERROR | | | | | | | | | {type(e).__name__}: {str(e).splitlines()[0][:80]} |")
                 continue
             eff = chip.efficiency(b.nbytes, b.flops, b.total_us, ceil)
             ratio = "mis-priced" if eff.mispriced else f"{eff.ratio:.0%}"

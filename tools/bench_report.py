@@ -40,6 +40,7 @@ def root_block(tables: dict) -> str:
     for m, (_, rows) in sorted(tables.items()):
         for r in rows[2:]:
             c = [x.strip() for x in r.strip("|").split("|")]
+            c += [""] * (11 - len(c))  # an ERROR row leaves the figures empty
             lines.append(f"| {m} | {c[0]} | {c[1]} | {c[2]} | {c[3]} | {c[4]} | {c[7]} | {c[8]} | {c[9]} |")
     return "\n".join(lines + ["", END])
 
