@@ -87,11 +87,13 @@ def make_caches(config: AttentionConfig, *, ratio: int, state_blocks: int, state
 
 def decode_call(ratio, x, wkv, wgate, ape, norm_weight, start_pos, state, state_pos, state_block_table, cmp_kv,
                 cmp_slot_mapping, *, config, backend, head_dim: int | None = None, rotate: bool = False,
-                names: tuple[str, str] = CMP_NAMES) -> CompressorOut:
+                names: tuple[str, str] = CMP_NAMES, validate: bool = True) -> CompressorOut:
     """The decode entry point for either ratio: B requests × S tokens, x [B, S, D],
     start_pos [B], state_block_table [B, max_pages], cmp_slot_mapping [B, S]. `head_dim`: the
     entries' width (default the config's); `rotate=True`: the Hadamard after RoPE (the
-    indexer's keys); `names`: the caller's names of cmp_kv and cmp_slot_mapping (errors use them)."""
+    indexer's keys); `names`: the caller's names of cmp_kv and cmp_slot_mapping (errors use them);
+    `validate=False` (kernel backends): skip the value checks that read indices, tables and
+    tags back (shape and dtype checks stay)."""
     cfg = config
     validate_weights(cfg, ratio, wkv, wgate, ape, norm_weight, head_dim=head_dim)
     dims: dict = {}
@@ -108,17 +110,18 @@ def decode_call(ratio, x, wkv, wgate, ape, norm_weight, start_pos, state, state_
     B, S = x.shape[:2]
     out, closes = run_step(cfg, ratio, be, x.reshape(B * S, -1), wkv, wgate, ape, norm_weight, start_pos, S, state,
                            state_pos, state_block_table, cmp_kv, cmp_slot_mapping, head_dim=head_dim, rotate=rotate,
-                           names=names)
+                           names=names, validate=validate)
     return CompressorOut(out.reshape(B, S, -1), closes.reshape(B, S))
 
 
 def prefill_call(ratio, x, wkv, wgate, ape, norm_weight, start_pos, state, state_pos, state_block_table, cmp_kv,
                  cmp_slot_mapping, *, config, backend, head_dim: int | None = None, rotate: bool = False,
-                 names: tuple[str, str] = CMP_NAMES) -> CompressorOut:
+                 names: tuple[str, str] = CMP_NAMES, validate: bool = True) -> CompressorOut:
     """The prefill entry point for either ratio: one request, x [T, D] from `start_pos` (any
     position; windows straddling it read the stored state), state_block_table [max_pages],
     cmp_slot_mapping [T]. Same math, paging and kernels as the decode call with B = 1;
-    `head_dim`, `rotate`, `names` as `decode_call`."""
+    `head_dim`, `rotate`, `names`, `validate` as `decode_call` (the chunk's start is host
+    metadata: an int)."""
     cfg = config
     validate_weights(cfg, ratio, wkv, wgate, ape, norm_weight, head_dim=head_dim)
     dims: dict = {}
@@ -132,9 +135,10 @@ def prefill_call(ratio, x, wkv, wgate, ape, norm_weight, start_pos, state, state
     check_same_device(x=x, wkv=wkv, wgate=wgate, ape=ape, norm_weight=norm_weight, state=state, state_pos=state_pos,
                       **{names[0]: cmp_kv})
     be = resolve_backend(backend)
-    out, closes = run_step(cfg, ratio, be, x, wkv, wgate, ape, norm_weight, torch.tensor([start_pos]), x.shape[0],
+    start = torch.tensor([start_pos], device=x.device)
+    out, closes = run_step(cfg, ratio, be, x, wkv, wgate, ape, norm_weight, start, x.shape[0],
                            state, state_pos, state_block_table.reshape(1, -1), cmp_kv, cmp_slot_mapping.reshape(1, -1),
-                           head_dim=head_dim, rotate=rotate, names=names)
+                           head_dim=head_dim, rotate=rotate, names=names, validate=validate)
     return CompressorOut(out, closes)
 
 
@@ -143,7 +147,9 @@ _ARGS_DOC = ("x {x} bf16; wkv, wgate [{C}, D] bf16 (checkpoint [out, in]); ape [
              "bf16/fp32; start_pos {start}; state [num_state_blocks, page, {C2}] fp32 (row = [kv_proj {C} | score + ape "
              "{C}]); state_pos [num_state_blocks, page] int32; state_block_table {table} int32/int64 (−1: no page); "
              "cmp_kv [num_blocks, block_size, {d}] bf16; cmp_slot_mapping {slots} int32/int64 (flat cmp_kv row of the "
-             "entry a closing token produces, −1: do not write); backend \"npu\" / \"sim\" / \"torch\" / \"auto\". "
+             "entry a closing token produces, −1: do not write); backend \"npu\" / \"sim\" / \"torch\" / \"auto\"; "
+             "validate=False: the kernel backends skip the value checks that read indices back (an out-of-range "
+             "or −1 entry then selects nothing). "
              "Widths at head_dim {d} (every preset). Returns CompressorOut(kv {out} bf16: the entries of closing "
              "tokens, 0 elsewhere; closes {closes} bool).")
 
@@ -176,9 +182,9 @@ def _compressor_function(ratio: int, kind: str, *, name: str, module: str) -> Ca
     def compressor(x: torch.Tensor, wkv: torch.Tensor, wgate: torch.Tensor, ape: torch.Tensor,
                    norm_weight: torch.Tensor, start_pos: torch.Tensor, state: torch.Tensor, state_pos: torch.Tensor,
                    state_block_table: torch.Tensor, cmp_kv: torch.Tensor, cmp_slot_mapping: torch.Tensor, *,
-                   config: AttentionConfig, backend: str = "auto") -> CompressorOut:
+                   config: AttentionConfig, backend: str = "auto", validate: bool = True) -> CompressorOut:
         return call(ratio, x, wkv, wgate, ape, norm_weight, start_pos, state, state_pos, state_block_table, cmp_kv,
-                    cmp_slot_mapping, config=config, backend=backend)
+                    cmp_slot_mapping, config=config, backend=backend, validate=validate)
 
     if kind == "decode":
         head = (f"One decode step of the ratio-{ratio} compressor for B requests × S new consecutive tokens "

@@ -81,8 +81,8 @@ def gated_pool_tile(kv, score, valid, *, window: int, channels: int, tile_rows: 
 
     kv, score: fp32 [tile_rows, W, C] tiles; valid: fp32 [tile_rows, W] (1.0 slot exists, 0.0
     not); `rows` the number of valid windows in a ragged last tile (a symbolic scalar) or
-    None. Absent slots must hold finite kv / score (the host zero-fills them): their score
-    is pushed down by 1e30 and their weight multiplied by 0. Returns fp32 [tile_rows, C].
+    None. Absent slots must hold finite kv / score (the pool kernel selects them to 0 before
+    calling this block): their score is pushed down by 1e30 and their weight multiplied by 0. Returns fp32 [tile_rows, C].
     Sets its own vector tile shapes: each op's operands stay ≤ `VEC_OPERAND_ELEMS` elements
     (the unified buffer, `dsv4_core.chip.UB_BYTES`, holds inputs + output)."""
     W, C, NT = window, channels, tile_rows

@@ -1,7 +1,8 @@
-"""One compressor step for B requests × S consecutive tokens, either ratio: plan the windows
-(`paging.plan_step`), compute (the golden in torch, or the pypto kernels), then write the
-caches. Inputs are validated by the caller (`calls.py`); the plan checks every index before
-anything is written, and the caches are written only after the compute succeeded."""
+"""One compressor step for B requests × S consecutive tokens, either ratio. The torch backend:
+plan the windows on the host (`paging.plan_step`), compute the golden, then write the caches.
+The kernel backends: the plan's checks when `validate=True` (before anything is written),
+then O(step) device metadata (`device.py`) and the two kernels, which read and write the
+caches in place. Inputs are validated for shape and dtype by the caller (`calls.py`)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ from dsv4_core.backends import launch, run_mode
 from dsv4_rope_tables import profile_for_ratio, rope_rows
 from dsv4_rope_tables.pypto_block import swap_index
 
+from .device import KernelMeta, kernel_meta, masked_scatter, on, rope_on_device, write_tags
 from .hadamard import hadamard_halves
-from .kernel import build_pool_kernel, build_project_kernel, pool_tile
+from .kernel import build_pool_kernel, build_project_kernel, pool_tile, project_tile
 from .paging import Plan, gather_slots, plan_step, write_caches
 from .pooling import coff
 from .reference import compress_windows, project
@@ -76,11 +78,15 @@ def compute_reference(cfg: AttentionConfig, plan: Plan, x2d, wkv, wgate, ape, no
     return StepValues(kv_rows, score_rows, entries)
 
 
-def compute_kernel(cfg: AttentionConfig, plan: Plan, backend: str, x2d, wkv, wgate, ape, norm_weight,
-                   state, *, rotate: bool = False) -> StepValues:
-    """The pypto kernels: projections + scores, then pooling + norm + RoPE (+ the Hadamard with
-    `rotate=True`) of the closing windows."""
-    ratio, HD = plan.ratio, plan.head_dim
+def compute_kernel(cfg: AttentionConfig, meta: KernelMeta, backend: str, x2d, wkv, wgate, ape, norm_weight,
+                   state, cmp_kv, *, rotate: bool = False, rope_shift: int = 0) -> StepValues:
+    """The pypto kernels on the caches themselves: projections + scores, written into `state`
+    in place (state rows of tokens that have one); then pooling + norm + RoPE (+ the Hadamard
+    with `rotate=True`) of the candidate windows, each slot read from the state cache or this
+    call's rows, the entries written into `cmp_kv` in place. Returns this call's rows and the
+    windows' entries [N, head_dim] (N = meta.windows). `rope_shift`: RoPE positions shifted
+    (a perturbation the golden check must catch)."""
+    ratio, HD = meta.ratio, meta.head_dim
     mode = run_mode(backend)
     T, dev = x2d.shape[0], x2d.device
     C = coff(ratio) * HD
@@ -93,53 +99,72 @@ def compute_kernel(cfg: AttentionConfig, plan: Plan, backend: str, x2d, wkv, wga
 
     kv_rows = torch.zeros(T, C, dtype=torch.float32, device=dev)
     score_rows = torch.zeros(T, C, dtype=torch.float32, device=dev)
-    ape_idx = (plan.positions % ratio).to(dev, torch.int32)
+    ape_idx = (meta.positions % ratio).to(torch.int32)
+    pick, dst, anyr = masked_scatter(meta.state_rows, project_tile(cfg, ratio, T))
     run(build_project_kernel(cfg, ratio, run_mode=mode, tokens=T, head_dim=HD),
-        [x2d.contiguous(), wkv.contiguous(), wgate.contiguous(), ape.contiguous(), ape_idx, kv_rows, score_rows],
-        f"compressor_ratio{ratio}_project")
-    N = plan.num_windows
-    entries = torch.zeros(N, HD, dtype=torch.bfloat16, device=dev)
-    if N:
-        kv_s, sc_s = gather_slots(plan, state, kv_rows, score_rows)
-        cos, sin = rope_for(cfg, plan)
-        valid = plan.slot_valid.to(dev, torch.float32)
-        args = [kv_s, sc_s, valid, cos.to(dev), sin.to(dev)]
-        had, out = [], entries
-        if rotate:  # whole tiles: pad with windows that have no valid slot
-            nt = pool_tile(cfg, ratio, N, rotate=True)
-            n_pad = -(-N // nt) * nt
-            args = [torch.cat([a, a.new_zeros((n_pad - N,) + tuple(a.shape[1:]))]) for a in args]
-            had = list(hadamard_halves(HD, cfg.rope_dim, dev))
-            out = torch.zeros(n_pad, HD, dtype=torch.bfloat16, device=dev)
-        kv_s, sc_s, valid, cos, sin = args
-        run(build_pool_kernel(cfg, ratio, run_mode=mode, windows=N, head_dim=HD, rotate=rotate),
-            [kv_s, sc_s, valid, norm_weight.float().reshape(1, -1).to(dev), cos, sin,
-             swap_index(cfg.rope_dim).to(dev), *had, out],
-            f"compressor_ratio{ratio}_pool" + ("_rotate" if rotate else ""))
-        entries = out[:N]
-    return StepValues(kv_rows, score_rows, entries)
+        [x2d.contiguous(), wkv.contiguous(), wgate.contiguous(), ape.contiguous(), ape_idx, pick, 2 * dst, 2 * dst + 1,
+         anyr, kv_rows, score_rows, state.view(-1, C)], f"compressor_ratio{ratio}_project")
+    N = meta.windows
+    nt = pool_tile(cfg, ratio, N, rotate=rotate)
+    m = meta.padded(nt)
+    cos, sin = rope_on_device(cfg, ratio, m.rope_pos + rope_shift)
+    had = [on(h, dev) for h in hadamard_halves(HD, cfg.rope_dim)] if rotate else []
+    out = torch.zeros(m.kv_state.shape[0], HD, dtype=torch.bfloat16, device=dev)
+    run(build_pool_kernel(cfg, ratio, run_mode=mode, windows=N, head_dim=HD, rotate=rotate),
+        [state.view(-1, HD), kv_rows.view(-1, HD), score_rows.view(-1, HD), m.kv_state, m.score_state, m.tok,
+         m.from_state, m.valid, on(norm_weight.float().reshape(1, -1), dev), cos, sin,
+         on(swap_index(cfg.rope_dim), dev), *had, *masked_scatter(m.cmp_rows, nt), out, cmp_kv.view(-1, HD)],
+        f"compressor_ratio{ratio}_pool" + ("_rotate" if rotate else ""))
+    return StepValues(kv_rows, score_rows, out[:N])
+
+
+def kernel_meta_for(cfg: AttentionConfig, ratio: int, start_pos: torch.Tensor, seq: int, state, state_block_table,
+                    cmp_slot_mapping, cmp_kv, *, head_dim: int | None = None, swap_halves: bool = False) -> KernelMeta:
+    dev = state.device
+    return kernel_meta(ratio, head_dim or cfg.head_dim, on(start_pos, dev), seq, on(state_block_table, dev),
+                       on(cmp_slot_mapping, dev),
+                       state_blocks=state.shape[0], state_page=state.shape[1],
+                       cmp_rows_total=cmp_kv.shape[0] * cmp_kv.shape[1], swap_halves=swap_halves)
 
 
 def run_step(cfg: AttentionConfig, ratio: int, backend: str, x2d, wkv, wgate, ape, norm_weight, start_pos, seq: int,
              state, state_pos, state_block_table, cmp_kv, cmp_slot_mapping, *, head_dim: int | None = None,
-             dtype: torch.dtype = torch.float32, rotate: bool = False,
+             dtype: torch.dtype = torch.float32, rotate: bool = False, validate: bool = True,
              names: tuple[str, str] = ("cmp_kv", "cmp_slot_mapping")) -> tuple[torch.Tensor, torch.Tensor]:
     """Plan, compute, write. Returns (entries_per_token [T, head_dim] in cmp_kv's dtype,
     zero where no window closes; closes [T] bool). Inputs are already validated for shape /
     dtype. `dtype=float64` (torch backend, float64 caches) is the exact evaluation used by
-    the equivalence tests."""
-    plan = make_plan(cfg, ratio, start_pos, seq, state_pos, state_block_table, cmp_slot_mapping, cmp_kv,
-                     head_dim=head_dim, names=names)
+    the equivalence tests.
+
+    torch backend: the host plan (which validates, reading indices back) and the golden.
+    Kernel backends: `validate=True` runs the same plan's checks first (nothing written on a
+    refusal); then O(step) device metadata (`device.kernel_meta`, no read-back), the kernels
+    on the caches in place, and the position tags written in place (O(step) elements)."""
+    if backend == "torch" or validate:
+        plan = make_plan(cfg, ratio, start_pos, seq, state_pos, state_block_table, cmp_slot_mapping, cmp_kv,
+                         head_dim=head_dim, names=names)
     if backend == "torch":
         vals = compute_reference(cfg, plan, x2d, wkv, wgate, ape, norm_weight, state, dtype=dtype, rotate=rotate)
-    else:
-        vals = compute_kernel(cfg, plan, backend, x2d, wkv, wgate, ape, norm_weight, state, rotate=rotate)
-    entries = vals.entries.to(cmp_kv.dtype)
-    write_caches(plan, state, state_pos, cmp_kv, vals.kv_rows, vals.score_rows, entries)
-    T = x2d.shape[0]
-    out = torch.zeros(T, plan.head_dim, dtype=cmp_kv.dtype, device=x2d.device)
-    closes = torch.zeros(T, dtype=torch.bool, device=x2d.device)
-    tok = plan.closing_tok.to(x2d.device)
-    out[tok] = entries
-    closes[tok] = True
-    return out, closes
+        entries = vals.entries.to(cmp_kv.dtype)
+        write_caches(plan, state, state_pos, cmp_kv, vals.kv_rows, vals.score_rows, entries)
+        T = x2d.shape[0]
+        out = torch.zeros(T, plan.head_dim, dtype=cmp_kv.dtype, device=x2d.device)
+        closes = torch.zeros(T, dtype=torch.bool, device=x2d.device)
+        tok = plan.closing_tok.to(x2d.device)
+        out[tok] = entries
+        closes[tok] = True
+        return out, closes
+    meta = kernel_meta_for(cfg, ratio, start_pos, seq, state, state_block_table, cmp_slot_mapping, cmp_kv,
+                           head_dim=head_dim)
+    vals = compute_kernel(cfg, meta, backend, x2d, wkv, wgate, ape, norm_weight, state, cmp_kv, rotate=rotate)
+    write_tags(state_pos, meta)
+    return tokens_out(meta, vals.entries)
+
+
+def tokens_out(meta: KernelMeta, entries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(entries per token [T, head_dim], zero where no window closes; closes [T]) from the
+    windows' entries, on their device (a window that does not exist lands on a dropped row)."""
+    T = meta.positions.numel()
+    out = torch.zeros(T + 1, entries.shape[-1], dtype=entries.dtype, device=entries.device)
+    out.index_copy_(0, on(meta.win_tok, entries.device), entries)
+    return out[:T], on(meta.closes, entries.device)

@@ -20,6 +20,7 @@ SMALL_CASES = [
 _FLASH_STARTS = tuple([7, 10, 126, 127, 254, 255][i % 6] for i in range(64))
 FLASH_CASES = [Case("flash-decode-B64S2", FLASH, R, _FLASH_STARTS, 2)]
 
-# bench: {name: (config, tokens, closing windows)}: decode with every request closing a window
-SCENARIOS = CaseSet.of("compressor_ratio128", R, SMALL_CASES, FLASH_CASES, bench={"flash-decode-B64S2": (FLASH, 128, 64)})
+# bench: {name: (config, tokens, closing windows, requests)}: decode with every request closing a window
+SCENARIOS = CaseSet.of("compressor_ratio128", R, SMALL_CASES, FLASH_CASES,
+                       bench={"flash-decode-B64S2": (FLASH, 128, 64, 64)})
 CASES, GOLDEN_CASES, golden, BENCH_CASES, bench = SCENARIOS.protocol()

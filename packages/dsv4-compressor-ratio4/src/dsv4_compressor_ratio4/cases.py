@@ -22,6 +22,6 @@ SMALL_CASES = [
 _FLASH_STARTS = tuple([0, 1, 2, 3, 6, 7, 127][i % 7] + 8 * (i // 7) for i in range(64))
 FLASH_CASES = [Case("flash-decode-B64S2", FLASH, R, _FLASH_STARTS, 2)]
 
-# bench: {name: (config, tokens, closing windows)}: decode with every request closing a window
-SCENARIOS = CaseSet.of("compressor_ratio4", R, SMALL_CASES, FLASH_CASES, bench={"flash-decode-B64S2": (FLASH, 128, 64)})
+# bench: {name: (config, tokens, closing windows, requests)}: decode with every request closing a window
+SCENARIOS = CaseSet.of("compressor_ratio4", R, SMALL_CASES, FLASH_CASES, bench={"flash-decode-B64S2": (FLASH, 128, 64, 64)})
 CASES, GOLDEN_CASES, golden, BENCH_CASES, bench = SCENARIOS.protocol()

@@ -25,7 +25,8 @@ _DOC = ("x {x} bf16; wkv, wgate [2·index_head_dim, hidden] bf16 ([256, hidden] 
         "{table}[p // state_page], −1: no page); state_pos [state_blocks, state_page] int32 position tags (−1 none); "
         "state_block_table {table_shape} int32/int64; idx_kv_cache [blocks, block_size, index_head_dim] bf16; "
         "idx_slot_mapping {slots} int64 (flat idx_kv_cache row of the key a closing token produces, −1: not "
-        "written); backend \"npu\" / \"sim\" / \"torch\" / \"auto\". Returns CompressorOut(kv {out} bf16: the key "
+        "written); backend \"npu\" / \"sim\" / \"torch\" / \"auto\"; validate=False: the kernel backends skip the "
+        "value checks that read indices back. Returns CompressorOut(kv {out} bf16: the key "
         "each closing token produced, 0 elsewhere; closes {closes} bool).")
 
 
@@ -61,10 +62,10 @@ def key_functions(module: str, name: str, kind: str) -> tuple[Callable[..., Comp
                            norm_weight: torch.Tensor, start_pos, state: torch.Tensor, state_pos: torch.Tensor,
                            state_block_table: torch.Tensor, idx_kv_cache: torch.Tensor,
                            idx_slot_mapping: torch.Tensor, *, config: AttentionConfig,
-                           backend: str = "auto") -> CompressorOut:
+                           backend: str = "auto", validate: bool = True) -> CompressorOut:
         return call(RATIO, x, wkv, wgate, ape, norm_weight, start_pos, state, state_pos, state_block_table,
                     idx_kv_cache, idx_slot_mapping, config=config, backend=backend,
-                    head_dim=_index_head_dim(config), rotate=True, names=KEY_NAMES)
+                    head_dim=_index_head_dim(config), rotate=True, names=KEY_NAMES, validate=validate)
 
     head = _HEADS[kind]
     args = _DOC.format(**_SHAPES[kind])

@@ -16,10 +16,10 @@ from dsv4_core.compare import compare, compare_exact
 from dsv4_core.golden import BenchOutcome, GoldenOutcome
 from dsv4_rope_tables.pypto_block import swap_index
 
-from ..kernel import build_pool_kernel, build_project_kernel
-from ..paging import write_caches
+from ..device import masked_scatter, write_tags
+from ..kernel import build_pool_kernel, build_project_kernel, pool_tile, project_tile
 from ..pooling import coff, window_size
-from ..step import combined_run, compute_kernel, compute_reference
+from ..step import combined_run, compute_kernel, compute_reference, kernel_meta_for
 from .scenarios import Case, clone_inputs, make_inputs, plan_of
 
 
@@ -29,7 +29,9 @@ def golden(module: str, case: Case, *, perturb: str | None = None) -> GoldenOutc
     "ape" (APE rows shifted by one position in the kernel's input), "halves" (ratio 4: the
     previous window's slots read the back half and the current window's the front half),
     "rope_pos" (every entry rotated one position late) or a weight name (scaled by 1.25) —
-    the check must fail. A case with `rotate` runs the key path with the Hadamard."""
+    the check must fail. The kernels run as the public call runs them, on the caches in place
+    (the state rows and entries compared are read from the caches). A case with `rotate` runs
+    the key path with the Hadamard."""
     cfg, R = case.config, case.ratio
     inp = make_inputs(case)
     B, S = case.batch, case.seq
@@ -39,19 +41,17 @@ def golden(module: str, case: Case, *, perturb: str | None = None) -> GoldenOutc
     ref = compute_reference(cfg, plan, x2d, *w, inp["state"], rotate=case.rotate)
     exact = compute_reference(cfg, plan, x2d, *w, inp["state"], dtype=torch.float64, rotate=case.rotate)
     kin = clone_inputs(inp)
-    kplan = plan
+    swap_halves, rope_shift = perturb == "halves", int(perturb == "rope_pos")
     if perturb == "ape":
         kin["ape"] = torch.roll(kin["ape"], 1, dims=0)
-    elif perturb == "halves":  # previous window read from the back half, current from the front
-        kplan = dataclasses.replace(plan, slot_half=1 - plan.slot_half)
-    elif perturb == "rope_pos":
-        kplan = dataclasses.replace(plan, closing_pos=plan.closing_pos + 1)
-    elif perturb is not None:
+    elif perturb is not None and perturb not in ("halves", "rope_pos"):
         kin[perturb] = (kin[perturb].float() * 1.25).to(kin[perturb].dtype)
-    vals = compute_kernel(cfg, kplan, "sim", x2d, kin["wkv"], kin["wgate"], kin["ape"], kin["norm_weight"],
-                          kin["state"], rotate=case.rotate)
-    write_caches(plan, kin["state"], kin["state_pos"], kin["cmp_kv"], vals.kv_rows, vals.score_rows,
-                 vals.entries.to(torch.bfloat16))
+    # the kernel path of the public call: O(step) metadata, the kernels on the caches in place
+    meta = kernel_meta_for(cfg, R, inp["start_pos"], S, kin["state"], kin["state_block_table"],
+                           kin["cmp_slot_mapping"], kin["cmp_kv"], head_dim=plan.head_dim, swap_halves=swap_halves)
+    compute_kernel(cfg, meta, "sim", x2d, kin["wkv"], kin["wgate"], kin["ape"], kin["norm_weight"], kin["state"],
+                   kin["cmp_kv"], rotate=case.rotate, rope_shift=rope_shift)
+    write_tags(kin["state_pos"], meta)
     C = coff(R) * cfg.head_dim
     written = plan.state_rows >= 0
     rows = kin["state"].view(-1, 2 * C)[plan.state_rows[written]]
@@ -80,21 +80,46 @@ def traffic(cfg: AttentionConfig, ratio: int, tokens: int, windows: int) -> tupl
     return float(nbytes), float(flops)
 
 
-def bench(module: str, name: str, cfg: AttentionConfig, ratio: int, tokens: int, windows: int) -> BenchOutcome:
-    """Cost model only (values=False) at full size: the projection kernel over `tokens`
-    tokens and the pooling kernel over `windows` closing windows."""
+SERVING_BATCH, SERVING_CONTEXT = 64, 65536  # the engine the bench's caches are sized for
+
+
+def bench_caches(cfg: AttentionConfig, ratio: int, batch: int = SERVING_BATCH, context: int = SERVING_CONTEXT,
+                 state_page: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
+    """(state [pages, page, 2C] f32, cmp_kv [blocks, 128, d] bf16) sized as a serving engine
+    would for `batch` requests at `context` (uninitialised: the cost model reads no value):
+    each request's state pages cover a window and a step, its compressed cache the context."""
+    C, HD, W = coff(ratio) * cfg.head_dim, cfg.head_dim, window_size(ratio)
+    pages = batch * (-(-(W + ratio) // state_page) + 1)
+    blocks = batch * -(-(context // ratio) // 128)
+    return (torch.empty(pages, state_page, 2 * C, dtype=torch.float32),
+            torch.empty(blocks, 128, HD, dtype=torch.bfloat16))
+
+
+def bench(module: str, name: str, cfg: AttentionConfig, ratio: int, tokens: int, windows: int,
+          batch: int = 1) -> BenchOutcome:
+    """Cost model only (values=False) at full size, as the public call launches them: the
+    projection kernel over `tokens` tokens writing the state rows in place, and the pooling
+    kernel over `windows` closing windows reading the state cache and writing cmp_kv in place
+    (caches sized for an engine serving 64 requests at 64K, `bench_caches`); every token
+    writes a state row and every window an entry (`batch`: the requests, for the record)."""
     C, D, HD, Rd = coff(ratio) * cfg.head_dim, cfg.hidden_size, cfg.head_dim, cfg.rope_dim
     W = window_size(ratio)
-    z, bf = torch.zeros, torch.bfloat16
-    proj_args = [z(tokens, D, dtype=bf), z(C, D, dtype=bf), z(C, D, dtype=bf), z(ratio, C),
-                 z(tokens, dtype=torch.int32), z(tokens, C), z(tokens, C)]
+    z, bf, i32 = torch.zeros, torch.bfloat16, torch.int32
+    state, cmp_kv = bench_caches(cfg, ratio)
+    kv_rows, score_rows = z(tokens, C), z(tokens, C)
+    pick, dst, anyr = masked_scatter(torch.arange(tokens) * (batch > 0), project_tile(cfg, ratio, tokens))
+    proj_args = [z(tokens, D, dtype=bf), z(C, D, dtype=bf), z(C, D, dtype=bf), z(ratio, C), z(tokens, dtype=i32),
+                 pick, 2 * dst, 2 * dst + 1, anyr, kv_rows, score_rows, state.view(-1, C)]
     r1 = launch(build_project_kernel(cfg, ratio, tokens=tokens), proj_args, backend="sim", name=f"{name}-project",
                 values=False)
     us, cores = r1.aicore_us, r1.cores
     note = f"T={tokens} windows={windows}: project {r1.aicore_us:.1f} µs"
     if windows:
-        pool_args = [z(windows, W, HD), z(windows, W, HD), z(windows, W), z(1, HD), z(windows, Rd), z(windows, Rd),
-                     swap_index(Rd), z(windows, HD, dtype=bf)]
+        n = -(-windows // pool_tile(cfg, ratio, windows)) * pool_tile(cfg, ratio, windows)
+        pool_args = [state.view(-1, HD), kv_rows.view(-1, HD), score_rows.view(-1, HD), z(n, W, dtype=i32),
+                     z(n, W, dtype=i32), z(n, W, dtype=i32), z(n, W), z(n, W), z(1, HD), z(n, Rd), z(n, Rd),
+                     swap_index(Rd), *masked_scatter(torch.arange(n), pool_tile(cfg, ratio, windows)),
+                     z(n, HD, dtype=bf), cmp_kv.view(-1, HD)]
         r2 = launch(build_pool_kernel(cfg, ratio, windows=windows), pool_args, backend="sim", name=f"{name}-pool",
                     values=False)
         us += r2.aicore_us
@@ -108,17 +133,17 @@ def bench(module: str, name: str, cfg: AttentionConfig, ratio: int, tokens: int,
 class CaseSet:
     """One module package's scenarios and the protocol over them: `small` (TINY, run by the
     tests and `nox -s golden`) and `flash` (full size, `golden_full`) golden cases, and the
-    bench shapes {name: (config, tokens, closing windows)}."""
+    bench shapes {name: (config, tokens, closing windows[, requests])}."""
 
     module: str
     ratio: int
     small: tuple[Case, ...]
     flash: tuple[Case, ...]
-    shapes: tuple[tuple[str, AttentionConfig, int, int], ...]
+    shapes: tuple[tuple, ...]
 
     @classmethod
     def of(cls, module: str, ratio: int, small: list[Case], flash: list[Case],
-           bench: dict[str, tuple[AttentionConfig, int, int]]) -> CaseSet:
+           bench: dict[str, tuple]) -> CaseSet:
         bad = [c.name for c in small + flash if c.ratio != ratio]
         if bad:
             raise ValueError(f"{module}: cases {bad} are not ratio-{ratio} cases")
@@ -148,5 +173,5 @@ class CaseSet:
         return golden(self.module, self.cases[name], perturb=perturb)
 
     def bench(self, name: str) -> BenchOutcome:
-        _, cfg, tokens, windows = next(s for s in self.shapes if s[0] == name)
-        return bench(self.module, name, cfg, self.ratio, tokens, windows)
+        _, cfg, tokens, windows, *batch = next(s for s in self.shapes if s[0] == name)
+        return bench(self.module, name, cfg, self.ratio, tokens, windows, *batch)

@@ -1,0 +1,177 @@
+"""The kernel path's per-call metadata, O(step): torch ops on the arguments' own device, no
+value read back, nothing of the caches touched (`kernel_meta`), and the launch of the two
+kernels on the caches themselves (`run_kernels`).
+
+Which tokens close a window depends on start_pos values, which the host does not read: every
+request gets K = (S − 1) // ratio + 1 candidate windows (the most S consecutive positions can
+close), the k-th closing at its k-th position p with (p + 1) % ratio == 0; a candidate past the
+request's last token does not exist: its slots are absent and it has no cmp row. Decode at
+S < ratio has one candidate per request, exactly the windows a full step closes.
+
+Each window slot (`pooling.window_positions`) is one d-wide chunk: of this call's projected
+rows when its position is one of the request's new tokens (`kv_rows` / `score_rows [T, C]`
+seen as [T·coff, d], chunk t·coff + half), else of the state cache (`state` seen as
+[rows·2coff, d]) at the row the state block table gives (row·2coff + half for the kv half,
++ coff for the score half). A slot at a
+negative position, or whose state page is −1 / out of range, or of a window that does not
+exist, is absent: the kernel selects it away. With `validate=True` the step has already
+refused every such case that the official model would treat as an error (`paging.plan_step`:
+missing pages, stale tags, shared pages, ranges), so the two modes write the same bits.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from dsv4_rope_tables import frequencies, profile_for_ratio
+
+from .pooling import coff, window_positions, window_size
+
+
+def on(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """`t` on `device`: a host→device copy of small metadata when it lives elsewhere, itself
+    otherwise (never a `.to(...)` call on a tensor already there)."""
+    return t if t.device == torch.device(device) else t.to(device)
+
+
+@dataclasses.dataclass
+class KernelMeta:
+    ratio: int
+    head_dim: int
+    windows: int  # B·K candidate windows (before padding)
+    positions: torch.Tensor  # [T] int64 token positions (token-major)
+    state_rows: torch.Tensor  # [T] int32 flat state row of each token, −1: none
+    closes: torch.Tensor  # [T] bool: the token closes a window
+    win_tok: torch.Tensor  # [N] int64 flat token of each window's closer (T: no such window)
+    kv_state: torch.Tensor  # [N, W] int32 chunk of the state cache (kv half), 0 where unused
+    score_state: torch.Tensor  # [N, W] int32 (score half)
+    tok: torch.Tensor  # [N, W] int32 chunk of this call's kv / score rows ([T·coff, d])
+    from_state: torch.Tensor  # [N, W] f32 1: the state cache, 0: this call's rows
+    valid: torch.Tensor  # [N, W] f32 1: the slot exists
+    rope_pos: torch.Tensor  # [N] int64 each window's first position (RoPE), 0 for none
+    cmp_rows: torch.Tensor  # [N] int32 flat cmp_kv row, −1: no write
+
+    def padded(self, tile: int) -> KernelMeta:
+        """N padded to a multiple of `tile` with windows that have no slot and no cmp row."""
+        n = self.kv_state.shape[0]
+        pad = -(-n // tile) * tile - n
+        if pad == 0:
+            return self
+        T = self.positions.numel()
+
+        def cat(t, fill):
+            return torch.cat([t, t.new_full((pad,) + tuple(t.shape[1:]), fill)])
+
+        return dataclasses.replace(
+            self, win_tok=cat(self.win_tok, T), kv_state=cat(self.kv_state, 0), score_state=cat(self.score_state, 0),
+            tok=cat(self.tok, 0), from_state=cat(self.from_state, 0),
+            valid=cat(self.valid, 0), rope_pos=cat(self.rope_pos, 0), cmp_rows=cat(self.cmp_rows, -1))
+
+
+def kernel_meta(ratio: int, head_dim: int, start_pos: torch.Tensor, seq: int, state_block_table: torch.Tensor,
+                cmp_slot_mapping: torch.Tensor, *, state_blocks: int, state_page: int, cmp_rows_total: int,
+                swap_halves: bool = False) -> KernelMeta:
+    """The metadata of B requests × `seq` tokens from `start_pos [B]` (state_block_table
+    [B, M], cmp_slot_mapping [B, seq]). `swap_halves`: the overlap halves exchanged (a
+    perturbation the golden check must catch)."""
+    dev = start_pos.device
+    start = start_pos.reshape(-1).to(torch.int64)
+    B, S, P, R = start.numel(), seq, state_page, ratio
+    W, CO = window_size(R), coff(R)
+    table = state_block_table.reshape(B, -1).to(torch.int64)
+    M = table.shape[1]
+    ar = torch.arange(S, device=dev, dtype=torch.int64)
+    pos = start[:, None] + ar[None, :]  # [B, S]
+
+    def rows_of(b: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+        pp = p.clamp(min=0)
+        lp = pp // P
+        blk = table[b, lp.clamp(max=M - 1)]
+        ok = (p >= 0) & (lp < M) & (blk >= 0) & (blk < state_blocks)
+        return torch.where(ok, blk * P + pp % P, torch.full_like(blk, -1))
+
+    req = torch.arange(B, device=dev, dtype=torch.int64)
+    state_rows = rows_of(req[:, None].expand(B, S), pos).reshape(-1)
+
+    K = (S - 1) // R + 1
+    c0 = start + (R - 1 - start % R) % R  # each request's first closing position
+    closing = c0[:, None] + R * torch.arange(K, device=dev, dtype=torch.int64)[None, :]  # [B, K]
+    exists = closing < (start + S)[:, None]
+    slot_pos, half = window_positions(torch.zeros(0, dtype=torch.int64), R)  # geometry only
+    offs = torch.arange(W, dtype=torch.int64, device=dev) - (W - 1)
+    half = on(half, dev)
+    if swap_halves:
+        half = 1 - half if R == 4 else half
+    sp = closing[:, :, None] + offs[None, None, :]  # [B, K, W]
+    first = start[:, None, None]
+    bq = req[:, None, None].expand_as(sp)
+    from_tok = sp >= first
+    tok = (bq * S + (sp - first)).clamp(0, B * S - 1)
+    srow = rows_of(bq, sp)
+    from_state = ~from_tok & (srow >= 0)
+    valid = exists[:, :, None] & (from_tok | from_state)
+    ch = 2 * CO
+    zero = torch.zeros_like(sp)
+    kv_state = torch.where(valid & from_state, srow * ch + half, zero)
+    score_state = torch.where(valid & from_state, kv_state + CO, zero)
+    tok_chunk = torch.where(valid & from_tok, tok * CO + half, zero)
+    at = (closing - start[:, None]).clamp(0, S - 1)  # the closer's index in its request
+    win_tok = torch.where(exists, req[:, None] * S + at, torch.full_like(at, B * S))
+    cmap = cmp_slot_mapping.reshape(B, S).to(torch.int64).gather(1, at)
+    cmp_rows = torch.where(exists & (cmap >= 0) & (cmap < cmp_rows_total), cmap, torch.full_like(cmap, -1))
+    rope_pos = torch.where(exists, closing - R + 1, torch.zeros_like(closing))
+    N = B * K
+
+    def i32(t):
+        return t.reshape(N, -1).to(torch.int32).contiguous() if t.dim() == 3 else t.reshape(N).to(torch.int32)
+
+    return KernelMeta(
+        ratio=R, head_dim=head_dim, windows=N, positions=pos.reshape(-1), state_rows=state_rows.to(torch.int32),
+        closes=((pos + 1) % R == 0).reshape(-1), win_tok=win_tok.reshape(N), kv_state=i32(kv_state),
+        score_state=i32(score_state), tok=i32(tok_chunk),
+        from_state=(valid & from_state).reshape(N, W).to(torch.float32),
+        valid=valid.reshape(N, W).to(torch.float32), rope_pos=rope_pos.reshape(N), cmp_rows=i32(cmp_rows))
+
+
+def masked_scatter(rows: torch.Tensor, tile: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A kernel's tile-wise scatter of N rows to `rows [N]` (−1: no write), padded to whole
+    tiles: (pick [N'] int32 — the row of its tile each entry writes: itself, or for −1 the
+    tile's first row that has a destination —, dst [N' / tile, tile] int64 — the destination
+    of each picked row —, any [N' / tile] int32 — 1 when the tile writes anything)."""
+    n = rows.numel()
+    n_pad = max(1, -(-n // tile)) * tile
+    r = torch.cat([rows.reshape(-1).to(torch.int64), rows.new_full((n_pad - n,), -1).to(torch.int64)])
+    r = r.reshape(-1, tile)
+    ok = r >= 0
+    first = torch.argmax(ok.to(torch.int32), dim=1, keepdim=True)  # first row with a destination
+    local = torch.arange(tile, device=rows.device, dtype=torch.int64)[None, :].expand_as(r)
+    pick = torch.where(ok, local, first.expand_as(r))
+    dst = torch.gather(r, 1, pick).clamp(min=0)
+    return pick.reshape(-1).to(torch.int32), dst.contiguous(), ok.any(1).to(torch.int32)
+
+
+def rope_on_device(cfg, ratio: int, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Canonical rows (compress profile) at `positions [N]`, computed on their device without
+    reading them back; bit-identical to `dsv4_rope_tables.rope_rows` (same fp32 angle, fp64
+    cos / sin, fp32 rounding)."""
+    profile = profile_for_ratio(cfg, ratio)
+    pos = positions.reshape(-1)
+    freqs = on(frequencies(profile), pos.device)
+    ang = (pos.to(torch.float32)[:, None] * freqs[None, :]).to(torch.float64)
+    sign = torch.ones(profile.dim, dtype=torch.float64, device=pos.device)
+    sign[0::2] = -1.0
+    cos = torch.cos(ang).repeat_interleave(2, dim=-1)
+    sin = torch.sin(ang).repeat_interleave(2, dim=-1) * sign
+    return cos.to(torch.float32).contiguous(), sin.to(torch.float32).contiguous()
+
+
+def write_tags(state_pos: torch.Tensor, meta: KernelMeta) -> None:
+    """This call's position tags into state_pos in place: O(step) elements, no read-back (a
+    token without a state row adds 0 to row 0; rows written are distinct)."""
+    flat = state_pos.view(-1)
+    ok = meta.state_rows >= 0
+    idx = torch.where(ok, meta.state_rows, torch.zeros_like(meta.state_rows)).to(torch.int64)
+    delta = torch.where(ok, meta.positions.to(flat.dtype) - flat[idx], torch.zeros_like(idx, dtype=flat.dtype))
+    flat.index_put_((idx,), delta, accumulate=True)
