@@ -65,3 +65,10 @@ def test_gather_microbenchmark_prices_a_path_against_the_in_place_read():
 
     with pytest.raises(ValueError, match="unknown gather path"):
         microbench._gather_trial("memcpy", 2, 128, 64, 16, 4)
+
+
+def test_microbench_show_prints_the_stored_ceilings(capsys):
+    from dsv4_core import microbench
+
+    assert microbench.main(["show"]) == 0
+    assert "GB/s" in capsys.readouterr().out

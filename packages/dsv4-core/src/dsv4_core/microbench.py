@@ -185,11 +185,10 @@ def main(argv: list[str] | None = None) -> int:
         print(load_ceilings().describe())
         return 0
     if a.cmd == "gather":
-        from .chip import load_ceilings
-
         copy = load_ceilings().copy_gbps
         rows = measure_gathers(quick=a.quick)
-        print(f"\n| path | source rows | µs | µs above the in-place read | gathered GB/s | vs the copy ceiling ({copy:.0f} GB/s) |")
+        print(f"\n| path | source rows | µs | µs above the in-place read | gathered GB/s "
+              f"| vs the copy ceiling ({copy:.0f} GB/s) |")
         print("|---|---|---|---|---|---|")
         for r in rows:
             if "us" not in r:
