@@ -11,6 +11,7 @@ from dsv4_core import TINY, sim
 from dsv4_core.compare import compare
 from dsv4_rope_tables import profile_for_ratio, rope_rows, rotate
 from dsv4_sparse_attn_common import (
+    KernelInputs,
     attention_exact,
     default_tiling,
     kv_tile,
@@ -207,12 +208,48 @@ def test_finalize_tile_heads_fit_the_unified_buffer():
         assert 3 * 4 * tl.hv_o * cfg.head_dim <= UB_BYTES
 
 
+def _paged(q, kv, rows, cos, sin, blk: int = 128, fill: float = float("nan")):
+    """One-source physical rows [T, K] over kv [N, D] as the kernel takes a call: kv as the
+    compressed cache (padded to whole pages of `fill` rows), each token its own request
+    (S = 1) at a position that sees every entry, every window column −1 (the ring all
+    `fill`). Returns (KernelInputs, the same rows as the golden's rows over kv with the W
+    window columns in front)."""
+    T, K = rows.shape
+    N, D = kv.shape
+    W = TINY.window
+    pages = -(-N // blk)
+    cmp = torch.full((pages * blk, D), fill).bfloat16()
+    cmp[:N] = kv
+    rows_full = torch.cat([torch.full((T, W), -1, dtype=torch.int32), rows.int()], 1)
+    idx = torch.where(rows_full >= 0, rows_full + W + 1, rows_full).masked_fill(
+        torch.arange(W + K) < W, -1)
+    ki = KernelInputs(kv=torch.zeros(T, D).bfloat16(), kv_cache=torch.full((T + 1, W, D), fill).bfloat16(),
+                      block_table=torch.arange(T, dtype=torch.int32),
+                      positions=torch.full((T, 1), 4 * pages * blk, dtype=torch.int64), indices=idx,
+                      compress_ratio=4, cmp_kv=cmp.reshape(pages, blk, D),
+                      cmp_block_table=torch.arange(pages, dtype=torch.int32).repeat(T, 1), cos=cos, sin=sin)
+    return ki, rows_full
+
+
 def test_run_refuses_a_tiling_that_does_not_cover_the_rows():
     q, kv, rows, sink = _case(T=2, K=300, N=400, seed=1)
-    tl = dataclasses.replace(default_tiling(TINY, 2, 300), nk=1)  # 1 × 384 ≥ 300 is fine …
+    ki, full = _paged(q, kv, rows, *rows_at(torch.arange(2)))
+    tl = dataclasses.replace(default_tiling(TINY, 2, full.shape[1]), nk=1)  # 1 × 512 ≥ 428 is fine …
     bad = dataclasses.replace(tl, kt=128)  # … 1 × 128 is not
     with pytest.raises(ValueError, match="nk·kt"):
-        run_sparse_attn(TINY, "sim", q, kv, rows, sink, None, None, None, None, tiling=bad)
+        run_sparse_attn(TINY, "sim", q, ki, sink, None, None, tiling=bad)
+
+
+def test_paged_case_is_the_one_source_case():
+    """The kernel test's paged form of a one-source case selects the same rows (golden)."""
+    q, kv, rows, sink = _case(T=3, K=150, N=300, seed=2)
+    cos, sin = rows_at(torch.arange(3))
+    ki, full = _paged(q, kv, rows, cos, sin)
+    assert (ki.indices[:, :TINY.window] == -1).all()
+    assert torch.equal(ki.cmp_kv.reshape(-1, D)[:300], kv)
+    a = attention_exact(q, kv, rows, sink, softmax_scale=SCALE)
+    b = attention_exact(q, kv, full, sink, softmax_scale=SCALE)
+    assert (a - b).abs().max() < 1e-12
 
 
 def test_widen_swap_is_identity_on_the_nope_lanes():
@@ -236,8 +273,10 @@ def _kernel_case(K: int = 150):
     wo_a = (torch.randn(cfg.o_groups, cfg.o_lora_rank, cfg.group_in_dim, generator=g) * cfg.group_in_dim ** -0.5)
     wo_b = torch.randn(cfg.hidden_size, cfg.o_groups * cfg.o_lora_rank, generator=g) * 256 ** -0.5
     wo_a, wo_b = wo_a.bfloat16(), wo_b.bfloat16()
-    ref = sparse_attention_reference(q, kv, rows, sink, cos, sin, wo_a, wo_b, softmax_scale=SCALE)
-    ex = sparse_attention_exact(q, kv, rows, sink, cos, sin, wo_a, wo_b, softmax_scale=SCALE)
-    out = run_sparse_attn(cfg, "sim", q, kv, rows, sink, cos, sin, wo_a, wo_b)
+    ki, full = _paged(q, kv, rows, cos, sin)  # every row the case does not select is NaN
+    ref = sparse_attention_reference(q, kv, full, sink, cos, sin, wo_a, wo_b, softmax_scale=SCALE)
+    ex = sparse_attention_exact(q, kv, full, sink, cos, sin, wo_a, wo_b, softmax_scale=SCALE)
+    out = run_sparse_attn(cfg, "sim", q, ki, sink, wo_a, wo_b)
     rep = compare(out, ex, ref)
-    return {"ok": rep.ok, "report": str(rep), "masked_row_zero": bool((out[3].float() == 0).all())}
+    return {"ok": rep.ok and bool(torch.isfinite(out.float()).all()), "report": str(rep),
+            "masked_row_zero": bool((out[3].float() == 0).all())}

@@ -91,3 +91,46 @@ def test_the_ring_write_back_refuses_bad_input_before_writing():
     write_window_cache(cache, pages, pos, kv)
     assert torch.equal(cache[1, 5], kv[0]) and torch.equal(cache[3, 10 % W], kv[3])
     assert torch.equal(cache[0], before[0]) and torch.equal(cache[2], before[2])
+
+
+def test_unchecked_rows_and_rope_match_the_checked_ones():
+    """validate=False's host pieces (nothing read back) equal validate=True's where the
+    widths agree: window rows, CSA rows (the causal cut is the kernel's there, so only the
+    visible picks are compared), HCA rows up to the most visible entries, RoPE rows."""
+    from dsv4_core import TINY
+    from dsv4_rope_tables import profile_for_ratio, rope_rows
+    from dsv4_sparse_attn_common import index_rows_unchecked, rope_rows_unchecked, window_rows
+
+    W = TINY.window
+    p = torch.tensor([[130, 131], [700, 701]])
+    assert torch.equal(window_rows(p, W), window_indices(p, W))
+    tk = torch.tensor([[3, -1, 170], [3, 175, -1], [0, 1, 2], [-1, -1, 175]], dtype=torch.int32)
+    a = index_rows(p, window=W, compress_ratio=4, topk_idxs=tk)
+    b = index_rows_unchecked(p, window=W, compress_ratio=4, topk_idxs=tk)
+    vis = (a >= 0) | (b < 0)
+    assert torch.equal(a[vis], b[vis]) and (a[~vis] == -1).all()  # b keeps the picks the kernel cuts
+    h = index_rows(p, window=W, compress_ratio=128)
+    hu = index_rows_unchecked(p, window=W, compress_ratio=128, cmp_capacity=256)
+    assert hu.shape[1] == W + 256 and torch.equal(h[h >= 0], hu[:, :h.shape[1]][h >= 0])
+    for ratio in (0, 4):
+        prof = profile_for_ratio(TINY, ratio)
+        c0, s0 = rope_rows(prof, p.reshape(-1))
+        c1, s1 = rope_rows_unchecked(prof, p)
+        assert torch.equal(c0, c1) and torch.equal(s0, s1)
+
+
+def test_token_meta_from_shapes():
+    from dsv4_core import TINY
+    from dsv4_sparse_attn_common import KernelInputs, token_meta
+
+    W, D = TINY.window, 512
+    p = torch.tensor([[600, 601], [8, 9]])
+    ki = KernelInputs(kv=torch.zeros(4, D), kv_cache=torch.zeros(3, W, D), block_table=torch.tensor([2, 0]),
+                      positions=p, indices=torch.zeros(4, W, dtype=torch.int32), compress_ratio=4,
+                      cmp_kv=torch.zeros(5, 128, D), cmp_block_table=torch.zeros(2, 2, dtype=torch.int32),
+                      cos=None, sin=None)
+    req, meta = token_meta(ki, 8, "cpu")
+    assert req.tolist() == [0, 0, 1, 1, 0, 0, 0, 0]
+    assert meta[:4, 0].tolist() == [0, 0, 2, 2] and meta[:4, 1].tolist() == [0, 1, 0, 1]
+    assert meta[:4, 2].tolist() == [150, 150, 2, 2] and (meta[4:, 2] == 0).all()
+    assert (meta[:, 3] == 3 * W).all() and (meta[:, 4] == 5).all() and (meta[:, 5] == W + 2).all()

@@ -20,10 +20,20 @@ import torch
 
 from dsv4_core import AttentionConfig, resolve_backend
 from dsv4_core.config import kind_for_ratio
-from dsv4_sparse_attn_common import ROPE_ABI_CONSUMED, attend, index_rows, resolve, validate_attention_args
+from dsv4_sparse_attn_common import (
+    ROPE_ABI_CONSUMED,
+    attend,
+    index_rows,
+    index_rows_unchecked,
+    kernel_inputs,
+    resolve,
+    run_sparse_attn,
+    validate_attention_args,
+)
 from dsv4_sparse_attn_common import write_window_cache as _write_window_cache
+from dsv4_sparse_attn_common.kernel import on_device
 
-__version__ = "0.3.1"
+__version__ = "0.3.2"
 # ROPE_ABI_CONSUMED: the family's (its kernel and golden do the rotation; it checks the ABI at import)
 
 __all__ = ["ROPE_ABI_CONSUMED", "build_indices", "chunk_positions", "prefill_sparse_attn", "update_window_cache",
@@ -64,7 +74,7 @@ def prefill_sparse_attn(q: torch.Tensor, kv: torch.Tensor, kv_cache: torch.Tenso
                         start_pos: int, attn_sink: torch.Tensor, wo_a: torch.Tensor, wo_b: torch.Tensor, *,
                         compress_ratio: int, config: AttentionConfig, cmp_kv: torch.Tensor | None = None,
                         cmp_block_table: torch.Tensor | None = None, topk_idxs: torch.Tensor | None = None,
-                        backend: str = "auto") -> torch.Tensor:
+                        backend: str = "auto", validate: bool = True) -> torch.Tensor:
     """Prefill sparse attention for one chunk; returns [T, hidden] bf16.
 
     q [T, H, 512] bf16, kv [T, 512] bf16 (the chunk, from qkv_proj_rope); kv_cache
@@ -73,7 +83,13 @@ def prefill_sparse_attn(q: torch.Tensor, kv: torch.Tensor, kv_cache: torch.Tenso
     [G, o_lora, hpg·512], wo_b [hidden, G·o_lora] bf16; compress_ratio 0 / 4 / 128 (the
     layer); CSA / HCA: cmp_kv [P2, blk, 512] bf16 with cmp_block_table [M] int (entry c at
     cmp_kv[cmp_block_table[c // blk], c % blk], the compressor has run on the chunk); CSA:
-    topk_idxs [T, k] int from the indexer. Caches are not written (`update_window_cache`)."""
+    topk_idxs [T, k] int from the indexer. Caches are not written (`update_window_cache`).
+
+    The kernel backends hand the kernel the caches as they are (it resolves pages and rows
+    itself). validate=True (default) checks the values (top-k, block tables, positions:
+    read back on the host); validate=False reads nothing back (an entry the kernel cannot
+    resolve selects nothing; HCA takes its compressed width from the block table's
+    capacity, M·blk). The 'torch' backend is the golden and always validates."""
     cfg = config
     kind = kind_for_ratio(compress_ratio)
     if not isinstance(q, torch.Tensor):
@@ -88,7 +104,23 @@ def prefill_sparse_attn(q: torch.Tensor, kv: torch.Tensor, kv_cache: torch.Tenso
     validate_attention_args(cfg, q, kv, kv_cache, block_table, attn_sink, wo_a, wo_b, tokens=T, requests=1,
                             cmp_kv=cmp_kv, cmp_block_table=cmp_block_table, cmp_block_table_dims=1)
     be = resolve_backend(backend)
-    idx, lens = build_indices(start_pos, T, compress_ratio=compress_ratio, config=cfg, topk_idxs=topk_idxs)
-    res = resolve(cfg, p, idx, kv=kv, kv_cache=kv_cache, block_table=block_table, compress_ratio=compress_ratio,
-                  cmp_kv=cmp_kv, cmp_block_table=cmp_block_table, lens=lens)
-    return attend(cfg, be, q, res, attn_sink, wo_a, wo_b, name=f"prefill_sparse_attn_{kind}")
+    name = f"prefill_sparse_attn_{kind}"
+    if be == "torch" or validate:
+        # window columns, then compressed ones (the kernel's order; `build_indices` compacts them)
+        idx = index_rows(p, window=cfg.window, compress_ratio=compress_ratio, topk_idxs=topk_idxs)
+    if be == "torch":
+        res = resolve(cfg, p, idx, kv=kv, kv_cache=kv_cache, block_table=block_table, compress_ratio=compress_ratio,
+                      cmp_kv=cmp_kv, cmp_block_table=cmp_block_table)
+        return attend(cfg, be, q, res, attn_sink, wo_a, wo_b, name=name)
+    if not validate:
+        if kind == "csa" and topk_idxs is None:
+            raise ValueError("topk_idxs is required for a CSA layer (compress_ratio 4)")
+        if kind != "csa" and topk_idxs is not None:
+            raise ValueError(f"topk_idxs is only taken by CSA layers (compress_ratio 4), got compress_ratio "
+                             f"{compress_ratio}")
+        cap = cmp_block_table.shape[-1] * cmp_kv.shape[1] if cmp_kv is not None else 0
+        idx = index_rows_unchecked(on_device(p, q.device), window=cfg.window,
+                                   compress_ratio=compress_ratio, topk_idxs=topk_idxs, cmp_capacity=cap)
+    ki = kernel_inputs(cfg, p, idx, kv=kv, kv_cache=kv_cache, block_table=block_table, compress_ratio=compress_ratio,
+                       cmp_kv=cmp_kv, cmp_block_table=cmp_block_table, validate=validate)
+    return run_sparse_attn(cfg, be, q, ki, attn_sink, wo_a, wo_b, name=name)

@@ -1,5 +1,6 @@
-"""Torch golden for prefill sparse attention: the package's per-token index rows and
-lengths (`build_indices`) resolved to physical rows, then dsv4-sparse-attn-common's
+"""Torch golden for prefill sparse attention: the chunk's logical index rows in the
+kernel's column order (window, then compressed: `index_rows`; `build_indices`' compacted
+rows hold the same entries) resolved to physical rows, then dsv4-sparse-attn-common's
 sparse-attention reference (rounding points in the README) or its fp64 evaluation.
 `inputs` as `cases.make_inputs` builds them (start_pos, compress_ratio, q, kv, kv_cache,
 block_table, cmp_kv, cmp_block_table, topk_idxs, attn_sink, wo_a, wo_b).
@@ -10,21 +11,35 @@ block_table, cmp_kv, cmp_block_table, topk_idxs, attn_sink, wo_a, wo_b).
 
 from __future__ import annotations
 
-from dsv4_sparse_attn_common import Golden, Resolved, resolve
+from dsv4_sparse_attn_common import Golden, KernelInputs, Resolved, index_rows, kernel_inputs, resolve
 
-from . import build_indices, chunk_positions
+from . import chunk_positions
+
+
+def _rows(cfg, inp: dict):
+    """The chunk's positions [1, T] and its logical index rows in the kernel's column order
+    (window columns, then compressed: `index_rows`), so the golden's online-softmax tiles
+    are the kernel's."""
+    p = chunk_positions(inp["start_pos"], inp["q"].shape[0])
+    return p, index_rows(p, window=cfg.window, compress_ratio=inp["compress_ratio"], topk_idxs=inp.get("topk_idxs"))
 
 
 def resolved(cfg, inp: dict) -> Resolved:
     """The chunk's KV source, physical rows and RoPE rows."""
-    ratio = inp["compress_ratio"]
-    T = inp["q"].shape[0]
-    idx, lens = build_indices(inp["start_pos"], T, compress_ratio=ratio, config=cfg, topk_idxs=inp.get("topk_idxs"))
-    return resolve(cfg, chunk_positions(inp["start_pos"], T), idx, kv=inp["kv"], kv_cache=inp["kv_cache"],
-                   block_table=inp["block_table"], compress_ratio=ratio, cmp_kv=inp.get("cmp_kv"),
-                   cmp_block_table=inp.get("cmp_block_table"), lens=lens)
+    p, idx = _rows(cfg, inp)
+    return resolve(cfg, p, idx, kv=inp["kv"], kv_cache=inp["kv_cache"], block_table=inp["block_table"],
+                   compress_ratio=inp["compress_ratio"], cmp_kv=inp.get("cmp_kv"),
+                   cmp_block_table=inp.get("cmp_block_table"))
 
 
-GOLDEN = Golden(resolved)
+def kernel(cfg, inp: dict) -> KernelInputs:
+    """What `prefill_sparse_attn` hands the kernel for the same inputs."""
+    p, idx = _rows(cfg, inp)
+    return kernel_inputs(cfg, p, idx, kv=inp["kv"], kv_cache=inp["kv_cache"], block_table=inp["block_table"],
+                         compress_ratio=inp["compress_ratio"], cmp_kv=inp.get("cmp_kv"),
+                         cmp_block_table=inp.get("cmp_block_table"))
+
+
+GOLDEN = Golden(resolved, kernel)
 prefill_reference = GOLDEN.reference
 prefill_exact = GOLDEN.exact

@@ -8,7 +8,19 @@ Scenario kits for tests, `nox -s golden` and `nox -s bench` live in
 
 from dsv4_rope_tables import require_abi
 
-from .api import Golden, Resolved, attend, decode_attention, decode_golden, decode_resolved, resolve
+from .api import (
+    Golden,
+    Resolved,
+    attend,
+    check_positions_shape,
+    decode_attention,
+    decode_golden,
+    decode_kernel_inputs,
+    decode_resolved,
+    kernel_inputs,
+    resolve,
+    rope_rows_unchecked,
+)
 from .indexing import (
     KVSource,
     causal_topk,
@@ -16,28 +28,36 @@ from .indexing import (
     check_window_write,
     compressed_indices,
     index_rows,
+    index_rows_unchecked,
     kv_source,
     prepare,
     resolve_rows,
     visible_entries,
     visible_entry_columns,
     window_indices,
+    window_rows,
     write_window_cache,
 )
 from .kernel import (
     KV_TILE_MAX,
     AttnTiling,
+    KernelInputs,
     build_sparse_attn_kernel,
+    compressed_segment,
     default_tiling,
     finalize_heads,
+    fold_segments,
     grouped_oproj,
     kv_tile,
     pad_rows,
     run_sparse_attn,
     sink_softmax_tile,
+    tile_segments,
+    token_meta,
     widen_swap,
+    window_segment,
 )
-from .perf import traffic
+from .perf import gathered_bytes, traffic
 from .reference import (
     attention_exact,
     semantic_attention_exact,
@@ -46,16 +66,19 @@ from .reference import (
 )
 from .validate import validate_attention_args
 
-__version__ = "0.1.1"
+__version__ = "0.1.2"
 ROPE_ABI_CONSUMED = "dsv4-rope/1"
 require_abi("dsv4-sparse-attn-common", ROPE_ABI_CONSUMED)
 
 __all__ = [
-    "KV_TILE_MAX", "ROPE_ABI_CONSUMED", "AttnTiling", "Golden", "KVSource", "Resolved", "attend", "attention_exact",
+    "KV_TILE_MAX", "ROPE_ABI_CONSUMED", "AttnTiling", "Golden", "KVSource", "KernelInputs", "Resolved", "attend",
+    "attention_exact",
     "build_sparse_attn_kernel", "causal_topk", "check_positions_grid", "compressed_indices", "decode_attention",
     "decode_golden", "decode_resolved", "default_tiling", "finalize_heads", "grouped_oproj", "index_rows",
     "kv_source", "kv_tile", "pad_rows", "prepare", "resolve", "resolve_rows", "run_sparse_attn",
     "semantic_attention_exact", "sink_softmax_tile", "sparse_attention_exact", "sparse_attention_reference",
-    "traffic", "validate_attention_args", "visible_entries", "visible_entry_columns", "widen_swap",
-    "window_indices", "write_window_cache", "check_window_write", "__version__",
+    "traffic", "gathered_bytes", "validate_attention_args", "visible_entries", "visible_entry_columns", "widen_swap",
+    "window_indices", "write_window_cache", "check_window_write", "__version__", "check_positions_shape",
+    "decode_kernel_inputs", "index_rows_unchecked", "kernel_inputs", "rope_rows_unchecked", "token_meta",
+    "window_rows", "compressed_segment", "fold_segments", "tile_segments", "window_segment",
 ]

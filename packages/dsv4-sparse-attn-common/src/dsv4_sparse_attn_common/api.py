@@ -1,8 +1,9 @@
 """What the sparse-attention packages' public functions and goldens share after their own
-index contract: RoPE rows at the query positions and physical rows (`resolve`), the run on a
-resolved backend (`attend`), the whole decode entry point of the three decode packages
-(`decode_attention`), and the torch golden / fp64 evaluation of a scenario's inputs
-(`Golden`)."""
+index contract: the kernel's inputs (`kernel_inputs`: the caches as they are, logical index
+rows, RoPE rows at the query positions; the value checks under `validate=True`), the torch
+golden's physical rows over its one KV source (`resolve`), the whole decode entry point of
+the three decode packages (`decode_attention`), and the torch golden / fp64 evaluation of a
+scenario's inputs (`Golden`)."""
 
 from __future__ import annotations
 
@@ -14,16 +15,18 @@ import torch
 
 from dsv4_core import resolve_backend
 from dsv4_rope_tables import profile_for_ratio, rope_rows
+from dsv4_rope_tables.tables import frequencies
 
-from .indexing import check_positions_grid, index_rows, prepare
-from .kernel import run_sparse_attn
+from .indexing import check_positions_grid, index_rows, index_rows_unchecked, prepare, resolve_rows
+from .kernel import KernelInputs, on_device, run_sparse_attn
 from .reference import sparse_attention_exact, sparse_attention_reference
 from .validate import validate_attention_args
 
 
 class Resolved(NamedTuple):
-    """A call resolved for the kernel: the KV source [N, D], physical rows [T, K] (−1 none)
-    and the canonical RoPE rows cos / sin [T, R] at the query positions."""
+    """A call resolved for the torch golden: the KV source [N, D] (ring ‖ step kv ‖
+    compressed, a host concatenation: the golden's, never the kernel's), physical rows
+    [T, K] (−1 none) and the canonical RoPE rows cos / sin [T, R] at the query positions."""
 
     src: torch.Tensor
     rows: torch.Tensor
@@ -35,8 +38,9 @@ def resolve(cfg, positions: torch.Tensor, indices: torch.Tensor, *, kv: torch.Te
             block_table: torch.Tensor, compress_ratio: int = 0, cmp_kv: torch.Tensor | None = None,
             cmp_block_table: torch.Tensor | None = None, lens: torch.Tensor | None = None,
             name: str = "indices") -> Resolved:
-    """RoPE rows at positions [B, S] (the layer's profile; positions past the model's range
-    are refused first) and logical index rows [B·S, K] → physical rows (`prepare`)."""
+    """The golden's view of a call: RoPE rows at positions [B, S] (the layer's profile;
+    positions past the model's range are refused first) and logical index rows [B·S, K] →
+    physical rows of the one KV source (`prepare`)."""
     cos, sin = rope_rows(profile_for_ratio(cfg, compress_ratio), positions.reshape(-1))
     src, rows = prepare(indices, positions, window=cfg.window, kv=kv, kv_cache=kv_cache, block_table=block_table,
                         compress_ratio=compress_ratio, cmp_kv=cmp_kv, cmp_block_table=cmp_block_table, lens=lens,
@@ -44,42 +48,108 @@ def resolve(cfg, positions: torch.Tensor, indices: torch.Tensor, *, kv: torch.Te
     return Resolved(src, rows, cos, sin)
 
 
+def rope_rows_unchecked(profile, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """dsv4-rope-tables' `rope_rows` without its range check (nothing read back; computed on
+    the positions' device): the same fp32 angle fp32(p)·ω, cos / sin in fp64, rounded to
+    fp32, sign-folded sine."""
+    pos = positions.reshape(-1)
+    freqs = on_device(frequencies(profile), pos.device)
+    ang = (pos.reshape(-1, 1).to(torch.float32) * freqs.reshape(1, -1)).to(torch.float64)
+    sign = torch.ones(profile.dim, dtype=torch.float64, device=pos.device)
+    sign[0::2] = -1.0
+    cos = torch.cos(ang).repeat_interleave(2, dim=-1)
+    sin = torch.sin(ang).repeat_interleave(2, dim=-1) * sign
+    return cos.to(torch.float32), sin.to(torch.float32)
+
+
+def kernel_inputs(cfg, positions: torch.Tensor, indices: torch.Tensor, *, kv: torch.Tensor, kv_cache: torch.Tensor,
+                  block_table: torch.Tensor, compress_ratio: int = 0, cmp_kv: torch.Tensor | None = None,
+                  cmp_block_table: torch.Tensor | None = None, validate: bool = True,
+                  name: str = "indices") -> KernelInputs:
+    """The kernel's view of a call: the caches as they are, the logical index rows and the
+    RoPE rows at the query positions. validate=True first runs the value checks that read
+    positions, indices and tables back (`resolve_rows`' refusals, the RoPE range);
+    validate=False reads nothing back (the kernel selects nothing for an out-of-range entry)."""
+    prof = profile_for_ratio(cfg, compress_ratio)
+    if validate:
+        resolve_rows(indices, positions, window=cfg.window, ring_pages=block_table, num_ring_pages=kv_cache.shape[0],
+                     compress_ratio=compress_ratio, cmp_block_table=cmp_block_table,
+                     cmp_block_size=cmp_kv.shape[1] if cmp_kv is not None else 0,
+                     num_cmp_pages=cmp_kv.shape[0] if cmp_kv is not None else 0, name=name)
+        cos, sin = rope_rows(prof, positions.reshape(-1))
+    else:
+        cos, sin = rope_rows_unchecked(prof, positions)
+    dev = kv.device
+    return KernelInputs(kv, kv_cache, block_table, on_device(positions, dev), on_device(indices, dev), compress_ratio,
+                        cmp_kv, cmp_block_table, on_device(cos, dev), on_device(sin, dev))
+
+
 def attend(cfg, backend: str, q: torch.Tensor, res: Resolved, attn_sink: torch.Tensor, wo_a: torch.Tensor,
            wo_b: torch.Tensor, *, name: str = "sparse_attn") -> torch.Tensor:
-    """Run the resolved attention on a resolved backend: 'torch' (the golden) or the pypto
-    kernel ('sim' / 'npu'). Never falls back from one to the other."""
+    """The torch golden of a resolved call (the 'torch' backend)."""
     dev = q.device
     cos, sin = res.cos.to(dev), res.sin.to(dev)
-    if backend == "torch":
-        return sparse_attention_reference(q, res.src, res.rows, attn_sink, cos, sin, wo_a, wo_b,
-                                          softmax_scale=cfg.softmax_scale).to(dev)
-    return run_sparse_attn(cfg, backend, q, res.src, res.rows, attn_sink, cos, sin, wo_a, wo_b, name=name)
+    return sparse_attention_reference(q, res.src, res.rows, attn_sink, cos, sin, wo_a, wo_b,
+                                      softmax_scale=cfg.softmax_scale).to(dev)
+
+
+def check_positions_shape(positions) -> None:
+    """positions must be a 2-D [B, S] integer tensor (shape and dtype only: nothing read)."""
+    if not isinstance(positions, torch.Tensor):
+        raise TypeError(f"positions must be a torch.Tensor, got {type(positions).__name__}")
+    if positions.dim() != 2 or positions.shape[1] == 0 or positions.shape[0] == 0:
+        raise ValueError(f"positions must be 2-D [B, S] with B, S >= 1, got shape {list(positions.shape)}")
+    if positions.dtype not in (torch.int32, torch.int64):
+        raise TypeError(f"positions must be an int32 / int64 tensor, got {positions.dtype}")
 
 
 def decode_attention(q: torch.Tensor, kv: torch.Tensor, kv_cache: torch.Tensor, block_table: torch.Tensor,
                      positions: torch.Tensor, attn_sink: torch.Tensor, wo_a: torch.Tensor, wo_b: torch.Tensor, *,
                      config, backend: str, compress_ratio: int, cmp_kv: torch.Tensor | None = None,
                      cmp_block_table: torch.Tensor | None = None, topk_idxs: torch.Tensor | None = None,
-                     name: str) -> torch.Tensor:
+                     name: str, validate: bool = True) -> torch.Tensor:
     """A decode step of S ≥ 1 tokens for each of B requests on a layer of `compress_ratio`
-    (0 SWA, 4 CSA with the indexer's `topk_idxs`, 128 HCA): validate, build the layer's
-    index rows (`index_rows`), resolve them and run on the chosen backend. Returns
-    [B·S, hidden] bf16; no cache is written. The decode packages' public functions."""
+    (0 SWA, 4 CSA with the indexer's `topk_idxs`, 128 HCA): check, build the layer's
+    index rows and run on the chosen backend. Returns [B·S, hidden] bf16; no cache is
+    written. The decode packages' public functions.
+
+    Shapes, dtypes and devices are always checked. validate=True (default) also checks the
+    values (positions, indices, block tables: read back on the host); validate=False reads
+    nothing back on the kernel backends — the kernel resolves the rows and selects nothing
+    for an entry it cannot resolve. HCA with validate=False takes its compressed width from
+    the compressed block table's capacity (M·blk columns) instead of the most entries any
+    token sees. The 'torch' backend is the golden: it validates whatever `validate` says."""
     cfg = config
-    if not isinstance(positions, torch.Tensor):
-        raise TypeError(f"positions must be a torch.Tensor, got {type(positions).__name__}")
-    p = check_positions_grid(positions)
-    B, S = p.shape
+    check_positions_shape(positions)
+    B, S = positions.shape
     validate_attention_args(cfg, q, kv, kv_cache, block_table, attn_sink, wo_a, wo_b, tokens=B * S, requests=B,
                             cmp_kv=cmp_kv, cmp_block_table=cmp_block_table)
     if isinstance(topk_idxs, torch.Tensor) and topk_idxs.device != q.device:
         raise ValueError(f"all tensors must be on one device: topk_idxs is on {topk_idxs.device}, q on {q.device}")
     be = resolve_backend(backend)
-    idx = index_rows(p, window=cfg.window, compress_ratio=compress_ratio, topk_idxs=topk_idxs)
-    res = resolve(cfg, p, idx, kv=kv, kv_cache=kv_cache, block_table=block_table, compress_ratio=compress_ratio,
-                  cmp_kv=cmp_kv, cmp_block_table=cmp_block_table,
-                  name="indices" if topk_idxs is None else "topk_idxs")
-    return attend(cfg, be, q, res, attn_sink, wo_a, wo_b, name=name)
+    tname = "indices" if topk_idxs is None else "topk_idxs"
+    if be == "torch" or validate:
+        p = check_positions_grid(positions)
+        idx = index_rows(p, window=cfg.window, compress_ratio=compress_ratio, topk_idxs=topk_idxs)
+    if be == "torch":
+        res = resolve(cfg, p, idx, kv=kv, kv_cache=kv_cache, block_table=block_table, compress_ratio=compress_ratio,
+                      cmp_kv=cmp_kv, cmp_block_table=cmp_block_table, name=tname)
+        return attend(cfg, be, q, res, attn_sink, wo_a, wo_b, name=name)
+    if not validate:
+        if compress_ratio == 4 and topk_idxs is None:
+            raise ValueError("topk_idxs is required for a CSA layer (compress_ratio 4)")
+        if compress_ratio != 4 and topk_idxs is not None:
+            raise ValueError(f"topk_idxs is only taken by CSA layers (compress_ratio 4), got compress_ratio "
+                             f"{compress_ratio}")
+        if compress_ratio and (cmp_kv is None or cmp_block_table is None):
+            raise ValueError(f"cmp_kv and cmp_block_table are required for compress_ratio {compress_ratio}")
+        cap = cmp_block_table.shape[-1] * cmp_kv.shape[1] if cmp_kv is not None else 0
+        p = positions
+        idx = index_rows_unchecked(p, window=cfg.window, compress_ratio=compress_ratio, topk_idxs=topk_idxs,
+                                   cmp_capacity=cap)
+    ki = kernel_inputs(cfg, p, idx, kv=kv, kv_cache=kv_cache, block_table=block_table, compress_ratio=compress_ratio,
+                       cmp_kv=cmp_kv, cmp_block_table=cmp_block_table, validate=validate, name=tname)
+    return run_sparse_attn(cfg, be, q, ki, attn_sink, wo_a, wo_b, name=name)
 
 
 def decode_resolved(cfg, inputs: dict, *, compress_ratio: int) -> Resolved:
@@ -91,14 +161,25 @@ def decode_resolved(cfg, inputs: dict, *, compress_ratio: int) -> Resolved:
                    cmp_block_table=inputs.get("cmp_block_table"))
 
 
+def decode_kernel_inputs(cfg, inputs: dict, *, compress_ratio: int) -> KernelInputs:
+    """`KernelInputs` of a decode scenario's inputs (what `decode_attention` hands the kernel)."""
+    p = inputs["positions"]
+    idx = index_rows(p, window=cfg.window, compress_ratio=compress_ratio, topk_idxs=inputs.get("topk_idxs"))
+    return kernel_inputs(cfg, p, idx, kv=inputs["kv"], kv_cache=inputs["kv_cache"],
+                         block_table=inputs["block_table"], compress_ratio=compress_ratio,
+                         cmp_kv=inputs.get("cmp_kv"), cmp_block_table=inputs.get("cmp_block_table"))
+
+
 @dataclasses.dataclass(frozen=True)
 class Golden:
     """The torch golden of one module over a scenario's inputs (a dict with q, attn_sink,
     wo_a, wo_b and what `resolved(cfg, inputs) -> Resolved` reads): `reference` (bf16, the
     kernel's rounding points) and `exact` (fp64, no intermediate rounding), from the same
-    physical rows."""
+    physical rows; `kernel(cfg, inputs) -> KernelInputs` is what the public function hands
+    the kernel for the same inputs (the perturbed and timing runs use it)."""
 
     resolved: Callable[[Any, dict], Resolved]
+    kernel: Callable[[Any, dict], KernelInputs] | None = None
 
     def reference(self, cfg, inputs: dict) -> torch.Tensor:
         r = self.resolved(cfg, inputs)
@@ -113,4 +194,5 @@ class Golden:
 
 def decode_golden(compress_ratio: int) -> Golden:
     """The golden of a decode package: its scenario inputs resolved by `decode_resolved`."""
-    return Golden(functools.partial(decode_resolved, compress_ratio=compress_ratio))
+    return Golden(functools.partial(decode_resolved, compress_ratio=compress_ratio),
+                  functools.partial(decode_kernel_inputs, compress_ratio=compress_ratio))

@@ -73,10 +73,16 @@ def window_indices(positions: torch.Tensor, window: int) -> torch.Tensor:
     Token (b, s) at position p sees positions max(0, p−W+1) … p, oldest first, −1 after
     them when p < W−1. A position of this step (s' ≤ s) is the overlay index W + s'; an
     older one is its ring slot pos % W (the ring holds the W positions before the step)."""
-    p = check_positions_grid(positions)
+    return window_rows(check_positions_grid(positions), window)
+
+
+def window_rows(positions: torch.Tensor, window: int) -> torch.Tensor:
+    """`window_indices` without the checks (nothing read back; device ops on positions'
+    device, for `validate=False`)."""
+    p = positions
     B, S = p.shape
     W = window
-    k = torch.arange(W)
+    k = torch.arange(W, device=p.device)
     p0 = p[:, :1]  # first position of the step per request
     wpos = p[:, :, None] - (W - 1) + k  # [B, S, W]
     # shift left so columns 0..min(p, W-1) hold the valid positions
@@ -115,6 +121,28 @@ def index_rows(positions: torch.Tensor, *, window: int, compress_ratio: int,
                          f"{compress_ratio}")
     if kind == "hca":
         parts.append(compressed_indices(visible_entry_columns(p, compress_ratio=compress_ratio), window, S))
+    return torch.cat(parts, 1)
+
+
+def index_rows_unchecked(positions: torch.Tensor, *, window: int, compress_ratio: int,
+                         topk_idxs: torch.Tensor | None = None, cmp_capacity: int = 0) -> torch.Tensor:
+    """The logical index rows of `index_rows` for `validate=False`: device ops on the
+    positions' / top-k's device, nothing read back, nothing refused. Window columns as
+    `window_rows`; CSA: W + S + c for each top-k c ≥ 0 (no causal cut here: the kernel masks
+    c ≥ (p+1)//ratio itself; a value < −1 selects nothing); HCA: W + S + c for every
+    c < `cmp_capacity` (the compressed block table's capacity, M·blk — a width from shapes,
+    where `index_rows` reads the positions back for the most entries any token sees; the
+    kernel masks the entries a token may not see yet). SWA: the window only."""
+    kind = kind_for_ratio(compress_ratio)
+    B, S = positions.shape
+    W = window
+    parts = [window_rows(positions, W)]
+    if kind == "csa":
+        tk = topk_idxs.to(torch.int64)
+        parts.append(torch.where(tk >= 0, tk + W + S, torch.full_like(tk, -1)).to(torch.int32))
+    elif kind == "hca":
+        c = torch.arange(cmp_capacity, dtype=torch.int32, device=positions.device) + (W + S)
+        parts.append(c[None, :].expand(B * S, -1))
     return torch.cat(parts, 1)
 
 

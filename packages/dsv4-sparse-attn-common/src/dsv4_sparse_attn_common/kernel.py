@@ -1,14 +1,18 @@
 """The pypto sparse-attention kernel the four sparse-attention packages run, and its blocks:
-gather (`index_select`) of physical KV rows, tiled online softmax with sink
-(`sink_softmax_tile`), inverse RoPE (dsv4-rope-tables' `rope_rotate`), grouped output
-projection (`grouped_oproj`). `build_sparse_attn_kernel(cfg, default_tiling(cfg, T, K))`
-builds it per config and index-row width; `run_sparse_attn` pads, builds and launches it.
+in-kernel resolution and gather of the paged caches read in place (`window_segment`: ring
+pages through the window block table and the step's kv; `compressed_segment`: compressed
+pages through their block table; `index_select`, masked by a select), tiled online softmax
+with sink (`fold_segments`; `sink_softmax_tile` is the one-tile form), inverse RoPE
+(dsv4-rope-tables' `rope_rotate`), grouped output projection (`grouped_oproj`).
+`build_sparse_attn_kernel(cfg, default_tiling(cfg, T, K))` builds it per config and
+index-row width; `run_sparse_attn` builds and launches it on a `KernelInputs`.
 The README's *The kernel* section explains the loop structure and where the time goes.
 
 No `from __future__ import annotations`: pypto reads kernel annotations as objects.
 """
 
 import dataclasses
+from typing import NamedTuple
 
 import pypto
 import torch
@@ -125,31 +129,193 @@ def sink_softmax_tile(qt, kt_rows, ids, state, sink, *, scale: float, tl: AttnTi
     return m_new, l_new, pypto.add(pypto.mul(acc, alpha), pv)
 
 
-def build_sparse_attn_kernel(cfg, tiling: AttnTiling | None = None, run_mode=None, *, inverse_rope: bool = True):
-    """The sparse-attention kernel for `cfg` (every size from the config):
+# columns per vector tile of the [tt, n] index math: a comparison's bool output takes 32×
+# its element count in the unified buffer ([8, 512] overflowed it)
+IDX_TILE = 128
+# rows per vector tile of the select on gathered bf16 rows [tt, n, D] (the gather's own
+# tile; 32 rows failed in pypto's cost model for some shapes, 64 overflow the unified buffer)
+ROW_TILE = 16
+META_COLS = 8  # per-token f32 metadata columns of the kernel (`token_meta`)
+# column of each per-token quantity in `meta`
+M_REQ_BASE, M_SLOT, M_VISIBLE, M_RING_ROWS, M_CMP_PAGES, M_CMP_BASE = range(6)
 
-        kernel(q [T, H, D] bf16, kv [N, D] bf16, rows [T, K] i32, sink [1, H, 1] f32,
+
+def window_segment(ring, step, ring_bt, ids, req, meta, *, tt: int, n: int, w: int, d: int):
+    """Window columns of a tile: logical ids [tt, n] i32 (−1 none; [0, W) ring slot;
+    [W, W+S) the step's token s') → (rows [tt, n, D] bf16, bias [tt, n] f32 0 / −1e30).
+    Ring slot r of token t: row page·W + r of the ring cache viewed [P·W, D] (page = the
+    request's block-table entry, gathered here; a page outside [0, P) selects nothing).
+    Overlay s' ≤ s_t: row req·S + s' of the step's kv. Both sources are gathered over the
+    window columns and each column's row selected; every other column selects nothing: its
+    gather index is clamped to row 0 and the row replaced by zeros (a select, not a
+    multiply, so a NaN / Inf in an unreferenced row never reaches the output)."""
+    F32, I32 = pypto.DT_FP32, pypto.DT_INT32
+    pypto.set_vec_tile_shapes(tt, min(n, IDX_TILE))
+    x = pypto.cast(ids, F32)
+    page = pypto.cast(pypto.index_select(ring_bt, 0, req), F32)  # [tt, 1]
+    ring_row = pypto.add(x, pypto.mul(page, float(w)))  # [tt, n]
+    ring_ok = pypto.logical_and(pypto.logical_and(pypto.ge(x, 0.0), pypto.lt(x, float(w))),
+                                pypto.logical_and(pypto.ge(ring_row, 0.0),
+                                                  pypto.lt(ring_row, pypto.view(meta, [tt, 1], [0, M_RING_ROWS]))))
+    y = pypto.sub(x, float(w))
+    ov_ok = pypto.logical_and(pypto.ge(y, 0.0), pypto.le(y, pypto.view(meta, [tt, 1], [0, M_SLOT])))
+    ov_row = pypto.add(y, pypto.view(meta, [tt, 1], [0, M_REQ_BASE]))
+    ri = pypto.cast(pypto.where(ring_ok, ring_row, 0.0), I32)
+    oi = pypto.cast(pypto.where(ov_ok, ov_row, 0.0), I32)
+    fr = pypto.where(ring_ok, 1.0, 0.0)
+    fo = pypto.where(ov_ok, 1.0, 0.0)
+    bias = pypto.mul(pypto.sub(pypto.add(fr, fo), 1.0), 1e30)  # 0 selected / −1e30 none
+    pypto.set_vec_tile_shapes(1, min(n, IDX_TILE), 1)  # [.., 1] lanes pad to 32 bytes
+    kr = pypto.gt(pypto.reshape(fr, [tt, n, 1]), 0.5)
+    ko = pypto.gt(pypto.reshape(fo, [tt, n, 1]), 0.5)
+    pypto.set_vec_tile_shapes(1, 16, d)
+    g_ring = pypto.index_select(ring, 0, ri)  # [tt, n, D]
+    g_step = pypto.index_select(step, 0, oi)
+    pypto.set_vec_tile_shapes(1, min(n, ROW_TILE), d)
+    return pypto.where(kr, g_ring, pypto.where(ko, g_step, 0.0)), bias
+
+
+def _select_rows(src, index, keep, *, tt: int, n: int, d: int):
+    """src rows at index [tt, n] i32 (in range) → [tt, n, D], rows where keep [tt, n] f32 is 0
+    replaced by zeros (a select)."""
+    pypto.set_vec_tile_shapes(1, min(n, IDX_TILE), 1)  # [.., 1] lanes pad to 32 bytes
+    k3 = pypto.gt(pypto.reshape(keep, [tt, n, 1]), 0.5)
+    pypto.set_vec_tile_shapes(1, 16, d)
+    g = pypto.index_select(src, 0, index)  # [tt, n, D]
+    pypto.set_vec_tile_shapes(1, min(n, ROW_TILE), d)
+    return pypto.where(k3, g, 0.0)
+
+
+def compressed_segment(cmp, cmp_bt, ids, req, meta, *, tt: int, n: int, blk: int, cap: int, d: int):
+    """Compressed columns of a tile: logical ids [tt, n] i32 (≥ W+S: entry c = id − W − S)
+    → (rows [tt, n, D] bf16, bias [tt, n] f32). Entry c of token t is row
+    page·blk + c % blk of the compressed cache viewed [P2·blk, D], page =
+    cmp_bt[req_t, c // blk]; it selects nothing unless 0 ≤ c < min(visible_t, capacity) and
+    the page is in [0, P2) (clamped index, zero row, −1e30 bias: see `window_segment`)."""
+    F32, I32 = pypto.DT_FP32, pypto.DT_INT32
+    pypto.set_vec_tile_shapes(tt, min(n, IDX_TILE))
+    c = pypto.sub(pypto.cast(ids, F32), pypto.view(meta, [tt, 1], [0, M_CMP_BASE]))
+    c_ok = pypto.logical_and(pypto.logical_and(pypto.ge(c, 0.0), pypto.lt(c, float(cap))),
+                             pypto.lt(c, pypto.view(meta, [tt, 1], [0, M_VISIBLE])))
+    cs = pypto.where(c_ok, c, 0.0)
+    bi = pypto.floor(pypto.mul(cs, 1.0 / blk))  # exact: blk a power of two, c < 2^24
+    off = pypto.sub(cs, pypto.mul(bi, float(blk)))
+    pypto.set_vec_tile_shapes(tt, -(-cmp_bt.shape[1] // 8) * 8)  # whole 32-byte blocks
+    tbl = pypto.index_select(cmp_bt, 0, req)  # [tt, M] the tokens' table rows
+    pypto.set_vec_tile_shapes(tt, min(n, IDX_TILE))
+    page = pypto.gather(tbl, -1, pypto.cast(bi, I32))  # [tt, n] i32
+    pf = pypto.cast(page, F32)
+    ok = pypto.logical_and(c_ok, pypto.logical_and(pypto.ge(pf, 0.0),
+                                                   pypto.lt(pf, pypto.view(meta, [tt, 1], [0, M_CMP_PAGES]))))
+    # page ids and offsets are exact in fp32; the row itself (up to P2·blk, past 2^24 at 1M
+    # context) in int32
+    row = pypto.add(pypto.mul(pypto.cast(pypto.where(ok, pf, 0.0), I32), blk),
+                    pypto.cast(pypto.where(ok, off, 0.0), I32))
+    fk = pypto.where(ok, 1.0, 0.0)
+    bias = pypto.mul(pypto.sub(fk, 1.0), 1e30)
+    return _select_rows(cmp, row, fk, tt=tt, n=n, d=d), bias
+
+
+def tile_segments(j: int, kt: int, w: int, compressed: bool) -> list:
+    """Column segments [(kind, start, width)] of online-softmax tile j: the window columns
+    [0, W) gathered from the ring and the step's kv ("w"), the others from the compressed
+    cache ("c"); without a compressed cache the whole tile is window-kind (its extra
+    columns are −1). The kernel concatenates a tile's segments into one [tt, kt, D] tile."""
+    a, b = j * kt, (j + 1) * kt
+    if not compressed:
+        return [("w", a, kt)]
+    segs = []
+    if a < w:
+        segs.append(("w", a, min(b, w) - a))
+    if b > w:
+        lo = max(a, w)
+        segs.append(("c", lo, b - lo))
+    return segs
+
+
+def fold_segments(qt, segs, state, sink, *, scale: float, tl: AttnTiling, h: int, d: int):
+    """One online-softmax tile made of column segments [(rows [tt, n, D] bf16, bias [tt, n]
+    f32, n)] folded into the state (running max, denominator, accumulator; None starts from
+    the sink, see `sink_softmax_tile`): the running max and the bf16 probabilities are the
+    tile's as a whole (the golden's `kv_tile` tiles), the segments' P·V summed in fp32."""
+    F32, BF16 = pypto.DT_FP32, pypto.DT_BF16
+    tt = tl.tt
+    scores = []
+    for rows, bias, n in segs:
+        pypto.set_cube_tile_shapes(*[list(t) for t in tl.cube_s])
+        s = pypto.matmul(qt, rows, F32, b_trans=True)  # [tt, H, n]
+        pypto.set_vec_tile_shapes(tt, n)
+        b3 = pypto.reshape(bias, [tt, 1, n])
+        pypto.set_vec_tile_shapes(1, tl.hv_s, n)
+        scores.append(pypto.add(pypto.mul(s, scale), b3))
+    if state is None:
+        pypto.set_vec_tile_shapes(1, h, 1)
+        m_old = pypto.expand_clone(sink, [tt, h, 1])
+    else:
+        m_old, l_old, acc = state
+    m_new = m_old
+    for s, (_, _, n) in zip(scores, segs):
+        pypto.set_vec_tile_shapes(1, tl.hv_s, n)
+        m_new = pypto.maximum(m_new, pypto.amax(s, -1, keepdim=True))
+    alpha = pypto.exp(pypto.sub(m_old, m_new))  # the first tile: exp(sink − m), the sink's share
+    l_new = alpha if state is None else pypto.mul(l_old, alpha)
+    pv_sum = None
+    for s, (rows, _, n) in zip(scores, segs):
+        pypto.set_vec_tile_shapes(1, tl.hv_s, n)
+        p = pypto.exp(pypto.sub(s, m_new))
+        l_new = pypto.add(l_new, pypto.sum(p, -1, keepdim=True))
+        pb = pypto.cast(p, BF16, pypto.CastMode.CAST_RINT)
+        pypto.set_cube_tile_shapes(*[list(t) for t in _cube_pv(tl, n)])
+        pv = pypto.matmul(pb, rows, F32)  # [tt, H, D]
+        if pv_sum is not None:
+            pypto.set_vec_tile_shapes(1, tl.hv_o, d)
+            pv = pypto.add(pv_sum, pv)
+        pv_sum = pv
+    if state is None:
+        return m_new, l_new, pv_sum
+    pypto.set_vec_tile_shapes(1, tl.hv_o, d)
+    return m_new, l_new, pypto.add(pypto.mul(acc, alpha), pv_sum)
+
+
+def _cube_pv(tl: AttnTiling, n: int) -> tuple:
+    """P·V cube tiles for a segment of n rows: the whole segment as the L1 k tile."""
+    (m0, m1), (k0, _), nn = tl.cube_pv
+    return (m0, m1), (min(k0, n), n), nn
+
+
+def build_sparse_attn_kernel(cfg, tiling: AttnTiling | None = None, run_mode=None, *, inverse_rope: bool = True,
+                             cmp_block_size: int = 0, cmp_table_width: int = 0):
+    """The sparse-attention kernel for `cfg` (every size from the config), reading the paged
+    caches in place:
+
+        kernel(q [T, H, D] bf16, ring [P·W, D] bf16, step [N, D] bf16,
+               [cmp [P2·blk, D] bf16, cmp_bt [B, M] i32,]  ring_bt [B, 1] i32,
+               idx [T, K] i32, req [T] i32, meta [T, 8] f32, sink [1, H, 1] f32,
                cos [T, D] f32, sin [T, D] f32, swap [D] i32, wo_a [G, O, hpg·D] bf16,
                wo_b [hidden, G·O] bf16, out [T, hidden] bf16)
 
-    cos / sin / swap are the canonical RoPE rows and pair swap widened to the head
-    (`run_sparse_attn`, `widen_swap`): cos 1, sin 0 and the identity on the D − R nope lanes.
-    T and N are dynamic, T a multiple of `tiling.to`; K = `tiling.nk · tiling.kt` (`pad_rows`):
-    the kernel is built per index-row width. `run_mode` is a pypto run mode
-    (`dsv4_core.backends.run_mode`), None builds for the simulator."""
+    ring is the ring cache [P, W, D] viewed as rows, step the step's fresh kv, cmp the
+    compressed cache [P2, blk, D] viewed as rows with its block table (present when
+    `cmp_block_size` > 0; M = `cmp_table_width`), ring_bt the window block table, idx the
+    logical index rows (indexing.py's encoding), req the request of each token and meta
+    its `token_meta` row. The kernel resolves logical → physical rows itself
+    (`window_segment`, `compressed_segment`). cos / sin / swap are the canonical RoPE rows
+    and pair swap widened to the head (`widen_swap`): cos 1, sin 0 and the identity on the
+    D − R nope lanes. T, P·W, N, P2·blk and B are dynamic, T a multiple of `tiling.to`;
+    K = `tiling.nk · tiling.kt`: the kernel is built per index-row width. `run_mode` is a
+    pypto run mode (`dsv4_core.backends.run_mode`), None builds for the simulator."""
     tl = tiling or default_tiling(cfg)
-    H, D, G = cfg.num_heads, cfg.head_dim, cfg.o_groups
+    H, D, G, W = cfg.num_heads, cfg.head_dim, cfg.o_groups, cfg.window
     OR, GIN, DH = cfg.o_lora_rank, cfg.group_in_dim, cfg.hidden_size
     TT, KT, TO, NK = tl.tt, tl.kt, tl.to, tl.nk
     SCALE = float(cfg.softmax_scale)
+    BLK, MW = int(cmp_block_size), int(cmp_table_width)
+    compressed = BLK > 0
     F32, BF16, I32 = pypto.DT_FP32, pypto.DT_BF16, pypto.DT_INT32
     DYN = pypto.DYNAMIC
     Tn = pypto.Tensor
 
-    @pypto.frontend.jit(runtime_options=backends.jit_options(run_mode))
-    def sparse_attn(q: Tn([DYN, H, D], BF16), kv: Tn([DYN, D], BF16), rows: Tn([DYN, DYN], I32),
-                    sink: Tn([1, H, 1], F32), cos: Tn([DYN, D], F32), sin: Tn([DYN, D], F32), swap: Tn([D], I32),
-                    wo_a: Tn([G, OR, GIN], BF16), wo_b: Tn([DH, G * OR], BF16), out: Tn([DYN, DH], BF16)):
+    def body(q, ring, step, cmp, cmp_bt, ring_bt, idx, req, meta, sink, cos, sin, swap, wo_a, wo_b, out):
         n = q.shape[0]
         # straight-line code inside one loop body: pypto runs the code between two loops as
         # one root function and the root functions one after another, so the TO // TT
@@ -160,14 +326,27 @@ def build_sparse_attn_kernel(cfg, tiling: AttnTiling | None = None, run_mode=Non
             for u in range(TO // TT):
                 off = i * TO + u * TT
                 qt = pypto.view(q, [TT, H, D], [off, 0, 0])
+                rq = pypto.view(req, [TT], [off])
+                mt = pypto.view(meta, [TT, META_COLS], [off, 0])
                 state = None
                 for j in range(NK):
-                    ids = pypto.view(rows, [TT, KT], [off, j * KT])
-                    pypto.set_vec_tile_shapes(TT, KT)
-                    safe = pypto.maximum(ids, 0)
-                    pypto.set_vec_tile_shapes(1, 16, D)
-                    kt_rows = pypto.index_select(kv, 0, safe)  # [TT, KT, D] gather
-                    state = sink_softmax_tile(qt, kt_rows, ids, state, sink, scale=SCALE, tl=tl, h=H, d=D)
+                    segs = []
+                    for kind, a, w in tile_segments(j, KT, W, compressed):
+                        ids = pypto.view(idx, [TT, w], [off, a])
+                        if kind == "w":
+                            rows, bias = window_segment(ring, step, ring_bt, ids, rq, mt, tt=TT, n=w, w=W, d=D)
+                        else:
+                            rows, bias = compressed_segment(cmp, cmp_bt, ids, rq, mt, tt=TT, n=w, blk=BLK,
+                                                            cap=BLK * MW, d=D)
+                        segs.append((rows, bias, w))
+                    if len(segs) > 1:  # one [TT, KT, D] tile: one q·kᵀ and one P·V (modelled faster
+                        # than a pair of matmuls per segment: 496 vs 550 µs at FLASH CSA decode)
+                        pypto.set_vec_tile_shapes(1, 16, D)
+                        rows = pypto.concat([s[0] for s in segs], 1)
+                        pypto.set_vec_tile_shapes(TT, IDX_TILE)
+                        bias = pypto.concat([s[1] for s in segs], 1)
+                        segs = [(rows, bias, KT)]
+                    state = fold_segments(qt, segs, state, sink, scale=SCALE, tl=tl, h=H, d=D)
                 _, l_st, acc = state
                 pypto.set_vec_tile_shapes(1, tl.hv_o, D)
                 o = to_bf16(pypto.div(acc, l_st))  # [TT, H, D]
@@ -188,6 +367,24 @@ def build_sparse_attn_kernel(cfg, tiling: AttnTiling | None = None, run_mode=Non
             y = grouped_oproj(o_buf, wo_a, wo_b, tl=tl, tt=TO, g=G, o_rank=OR, gin=GIN)
             pypto.set_vec_tile_shapes(min(TO, 16), min(DH, 1024))
             pypto.assemble(y, [i * TO, 0], out)
+
+    if compressed:
+        @pypto.frontend.jit(runtime_options=backends.jit_options(run_mode))
+        def sparse_attn(q: Tn([DYN, H, D], BF16), ring: Tn([DYN, D], BF16), step: Tn([DYN, D], BF16),
+                        cmp: Tn([DYN, D], BF16), cmp_bt: Tn([DYN, MW], I32), ring_bt: Tn([DYN, 1], I32),
+                        idx: Tn([DYN, NK * KT], I32), req: Tn([DYN], I32), meta: Tn([DYN, META_COLS], F32),
+                        sink: Tn([1, H, 1], F32), cos: Tn([DYN, D], F32), sin: Tn([DYN, D], F32),
+                        swap: Tn([D], I32), wo_a: Tn([G, OR, GIN], BF16), wo_b: Tn([DH, G * OR], BF16),
+                        out: Tn([DYN, DH], BF16)):
+            body(q, ring, step, cmp, cmp_bt, ring_bt, idx, req, meta, sink, cos, sin, swap, wo_a, wo_b, out)
+    else:
+        @pypto.frontend.jit(runtime_options=backends.jit_options(run_mode))
+        def sparse_attn(q: Tn([DYN, H, D], BF16), ring: Tn([DYN, D], BF16), step: Tn([DYN, D], BF16),
+                        ring_bt: Tn([DYN, 1], I32), idx: Tn([DYN, NK * KT], I32), req: Tn([DYN], I32),
+                        meta: Tn([DYN, META_COLS], F32), sink: Tn([1, H, 1], F32), cos: Tn([DYN, D], F32),
+                        sin: Tn([DYN, D], F32), swap: Tn([D], I32), wo_a: Tn([G, OR, GIN], BF16),
+                        wo_b: Tn([DH, G * OR], BF16), out: Tn([DYN, DH], BF16)):
+            body(q, ring, step, None, None, ring_bt, idx, req, meta, sink, cos, sin, swap, wo_a, wo_b, out)
 
     return sparse_attn
 
@@ -216,30 +413,103 @@ def widen_swap(swap_idx: torch.Tensor, head_dim: int) -> torch.Tensor:
     return torch.cat([torch.arange(nope, dtype=torch.int32), swap_idx.to(torch.int32) + nope])
 
 
-def run_sparse_attn(cfg, backend: str, q, src: torch.Tensor, rows: torch.Tensor, sink, cos, sin, wo_a, wo_b, *,
-                    name: str = "sparse_attn", tiling: AttnTiling | None = None, inverse_rope: bool = True,
-                    values: bool = True) -> torch.Tensor:
-    """Pad, build and launch the pypto kernel on a resolved kernel backend ('sim' or 'npu');
-    returns out [T, hidden] bf16. On 'sim', `dsv4_core.sim.last_run()` holds the cost-model
-    figure; values=False runs the cost model alone (out stays zero)."""
+class KernelInputs(NamedTuple):
+    """A call as the kernel takes it: the caches as the caller holds them, the logical index
+    rows and the canonical RoPE rows at the query positions (`api.kernel_inputs`)."""
+
+    kv: torch.Tensor  # [T, D] bf16 the step's fresh kv
+    kv_cache: torch.Tensor  # [P, W, D] bf16 ring pages
+    block_table: torch.Tensor  # [B] int the request's ring page
+    positions: torch.Tensor  # [B, S] int (prefill: [1, T])
+    indices: torch.Tensor  # [T, K] int logical index rows (indexing.py's encoding)
+    compress_ratio: int
+    cmp_kv: torch.Tensor | None  # [P2, blk, D] bf16
+    cmp_block_table: torch.Tensor | None  # [B, M] (prefill [M]) int
+    cos: torch.Tensor  # [T, R] fp32
+    sin: torch.Tensor
+
+
+def token_meta(ki: KernelInputs, tokens_padded: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The per-token metadata the kernel resolves rows with, from shapes and positions only
+    (nothing read back): req [Tp] i32 (the token's request) and meta [Tp, 8] f32 — req·S
+    (its first overlay row in the step's kv), its step slot s, the compressed entries it may
+    see ((p+1)//ratio, `visible_entries`), the ring's row count P·W, the compressed cache's
+    page count P2 and W + S (the first compressed logical index). Padding tokens: request 0,
+    nothing visible (their index rows are −1)."""
+    B, S = ki.positions.shape
+    T = B * S
+    W = ki.kv_cache.shape[1]
+    req = torch.zeros(tokens_padded, dtype=torch.int32, device=device)
+    req[:T] = torch.arange(B, dtype=torch.int32, device=device).repeat_interleave(S)
+    meta = torch.zeros(tokens_padded, META_COLS, dtype=torch.float32, device=device)
+    meta[:T, M_REQ_BASE] = (req[:T] * S).float()
+    meta[:T, M_SLOT] = torch.arange(S, dtype=torch.float32, device=device).repeat(B)
+    if ki.compress_ratio:
+        meta[:T, M_VISIBLE] = ((on_device(ki.positions.reshape(-1), device) + 1) // ki.compress_ratio).float()
+        meta[:, M_CMP_PAGES] = float(ki.cmp_kv.shape[0])
+    meta[:, M_RING_ROWS] = float(ki.kv_cache.shape[0] * W)
+    meta[:, M_CMP_BASE] = float(W + S)
+    return req, meta
+
+
+def on_device(t: torch.Tensor, device) -> torch.Tensor:
+    """t on `device`, moved only when it lives elsewhere (no `.to` call otherwise)."""
+    return t if t.device == torch.device(device) else t.to(device)
+
+
+def _int32(t: torch.Tensor) -> torch.Tensor:
+    return t if t.dtype == torch.int32 else t.to(torch.int32)
+
+
+def _rows_of(cache: torch.Tensor) -> torch.Tensor:
+    """A paged cache [P, n, D] as rows [P·n, D]: a view of the same storage (never a copy)."""
+    return cache.view(-1, cache.shape[-1])
+
+
+def run_sparse_attn(cfg, backend: str, q, ki: KernelInputs, sink, wo_a, wo_b, *, name: str = "sparse_attn",
+                    tiling: AttnTiling | None = None, inverse_rope: bool = True, values: bool = True) -> torch.Tensor:
+    """Build and launch the pypto kernel on a resolved kernel backend ('sim' or 'npu') with the
+    caches as they are (views of their storage), the logical index rows and O(step)
+    metadata (`token_meta`); returns out [T, hidden] bf16. q and the index rows are padded
+    (copied) only when T is not a multiple of the output tile or K of the row tile. On
+    'sim', `dsv4_core.sim.last_run()` holds the cost-model figure; values=False runs the
+    cost model alone (out stays zero)."""
     T = q.shape[0]
-    tl = tiling or default_tiling(cfg, T, rows.shape[1])
-    rp = pad_rows(rows, tl.to, tl.kt)
-    if rp.shape[1] != tl.nk * tl.kt:
-        raise ValueError(f"tiling: nk·kt = {tl.nk}·{tl.kt} must cover the {rows.shape[1]} index columns "
-                         f"in whole tiles ({rp.shape[1]} after padding); see default_tiling")
-    Tp = rp.shape[0]
+    K = ki.indices.shape[1]
+    tl = tiling or default_tiling(cfg, T, K)
+    Tp = -(-T // tl.to) * tl.to
+    Kp = max(tl.kt, -(-K // tl.kt) * tl.kt)
+    if Kp != tl.nk * tl.kt:
+        raise ValueError(f"tiling: nk·kt = {tl.nk}·{tl.kt} must cover the {K} index columns "
+                         f"in whole tiles ({Kp} after padding); see default_tiling")
     dev = q.device
     H, D, R = cfg.num_heads, cfg.head_dim, cfg.rope_dim
-    qp = torch.zeros(Tp, H, D, dtype=torch.bfloat16, device=dev)
-    qp[:T] = q
+    idx = ki.indices
+    if tuple(idx.shape) != (Tp, Kp) or idx.dtype != torch.int32:
+        idx = torch.full((Tp, Kp), -1, dtype=torch.int32, device=dev)
+        idx[:T, :K] = ki.indices
+    if Tp == T:
+        qp = q
+    else:
+        qp = torch.zeros(Tp, H, D, dtype=torch.bfloat16, device=dev)
+        qp[:T] = q
     cp = torch.ones(Tp, D, dtype=torch.float32, device=dev)
     spd = torch.zeros(Tp, D, dtype=torch.float32, device=dev)
-    cp[:T, D - R:], spd[:T, D - R:] = cos, sin
+    cp[:T, D - R:], spd[:T, D - R:] = ki.cos, ki.sin
     swap_full = widen_swap(swap_index(R), D)
+    req, meta = token_meta(ki, Tp, dev)
     out = torch.zeros(Tp, cfg.hidden_size, dtype=torch.bfloat16, device=dev)
-    args = [qp, src.contiguous(), rp.to(dev), sink.float().reshape(1, H, 1).contiguous(), cp, spd,
-            swap_full.to(dev), wo_a.contiguous(), wo_b.contiguous(), out]
-    kernel = build_sparse_attn_kernel(cfg, tl, backends.run_mode(backend), inverse_rope=inverse_rope)
+    head = [qp.contiguous(), _rows_of(ki.kv_cache), ki.kv.contiguous()]
+    blk = mw = 0
+    if ki.compress_ratio:
+        cbt = ki.cmp_block_table
+        cbt = cbt.reshape(1, -1) if cbt.dim() == 1 else cbt
+        blk, mw = ki.cmp_kv.shape[1], cbt.shape[1]
+        head += [_rows_of(ki.cmp_kv), _int32(cbt).contiguous()]
+    args = head + [_int32(ki.block_table).reshape(-1, 1), idx.contiguous(), req, meta,
+                   sink.float().reshape(1, H, 1).contiguous(), cp, spd, on_device(swap_full, dev), wo_a.contiguous(),
+                   wo_b.contiguous(), out]
+    kernel = build_sparse_attn_kernel(cfg, tl, backends.run_mode(backend), inverse_rope=inverse_rope,
+                                      cmp_block_size=blk, cmp_table_width=mw)
     backends.launch(kernel, args, backend=backend, name=name, values=values)
     return out[:T]

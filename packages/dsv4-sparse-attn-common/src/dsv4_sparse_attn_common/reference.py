@@ -32,7 +32,10 @@ from .kernel import kv_tile
 
 
 def _gather_rows(kv: torch.Tensor, rows: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    return kv[rows.clamp(min=0).long()].to(dtype)  # [t, K, D]
+    """kv rows [t, K, D] at rows (−1: a zero row — selected, not multiplied, so a NaN in the
+    row a −1 would clamp to never reaches an output)."""
+    g = kv[rows.clamp(min=0).long()].to(dtype)
+    return torch.where((rows >= 0)[..., None], g, torch.zeros((), dtype=dtype))
 
 
 def _attend(q, kv, rows, sink, *, scale: float, tile: int, dtype, rnd, chunk: int = 32):

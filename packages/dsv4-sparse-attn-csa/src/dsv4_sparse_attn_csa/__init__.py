@@ -19,7 +19,7 @@ from dsv4_core import AttentionConfig
 from dsv4_sparse_attn_common import ROPE_ABI_CONSUMED, decode_attention, index_rows
 from dsv4_sparse_attn_common import write_window_cache as update_window_cache
 
-__version__ = "0.3.1"
+__version__ = "0.3.2"
 # ROPE_ABI_CONSUMED: the family's (its kernel and golden do the rotation; it checks the ABI at import)
 COMPRESS_RATIO = 4
 
@@ -39,7 +39,7 @@ def build_indices(positions: torch.Tensor, topk_idxs: torch.Tensor, *, config: A
 def sparse_attn_csa(q: torch.Tensor, kv: torch.Tensor, kv_cache: torch.Tensor, block_table: torch.Tensor,
                     cmp_kv: torch.Tensor, cmp_block_table: torch.Tensor, topk_idxs: torch.Tensor,
                     positions: torch.Tensor, attn_sink: torch.Tensor, wo_a: torch.Tensor, wo_b: torch.Tensor, *,
-                    config: AttentionConfig, backend: str = "auto") -> torch.Tensor:
+                    config: AttentionConfig, backend: str = "auto", validate: bool = True) -> torch.Tensor:
     """CSA decode attention; returns [B·S, hidden] bf16.
 
     q [B·S, H, 512] bf16 and kv [B·S, 512] bf16 (this step, token b·S + s); kv_cache
@@ -48,7 +48,13 @@ def sparse_attn_csa(q: torch.Tensor, kv: torch.Tensor, kv_cache: torch.Tensor, b
     cmp_block_table [B, M] int; topk_idxs [B·S, k] int compressed entry ids from the
     indexer (no window offset; −1 none); positions [B, S] int consecutive per request;
     attn_sink [H] fp32; wo_a [G, o_lora, hpg·512], wo_b [hidden, G·o_lora] bf16. Caches
-    are not written."""
+    are not written.
+
+    The kernel backends hand the kernel the caches as they are (it resolves pages and
+    rows itself). validate=True (default) checks the values (positions, indices, block
+    tables: read back on the host); validate=False reads nothing back and an entry the
+    kernel cannot resolve selects nothing. The 'torch' backend is the golden and always
+    validates."""
     return decode_attention(q, kv, kv_cache, block_table, positions, attn_sink, wo_a, wo_b, config=config,
                             backend=backend, compress_ratio=COMPRESS_RATIO, cmp_kv=cmp_kv,
-                            cmp_block_table=cmp_block_table, topk_idxs=topk_idxs, name="sparse_attn_csa")
+                            cmp_block_table=cmp_block_table, topk_idxs=topk_idxs, name="sparse_attn_csa", validate=validate)

@@ -31,10 +31,10 @@ SMALL_CASES = [
 FLASH_CASES, BENCH = serving_decode_cases(CTX_64K - 130, CTX_64K - 2, "-64K")
 
 
-def call(inp: dict, cfg: AttentionConfig, backend: str) -> torch.Tensor:
+def call(inp: dict, cfg: AttentionConfig, backend: str, **kw) -> torch.Tensor:
     return sparse_attn_csa(inp["q"], inp["kv"], inp["kv_cache"], inp["block_table"], inp["cmp_kv"],
                            inp["cmp_block_table"], inp["topk_idxs"], inp["positions"], inp["attn_sink"],
-                           inp["wo_a"], inp["wo_b"], config=cfg, backend=backend)
+                           inp["wo_a"], inp["wo_b"], config=cfg, backend=backend, **kw)
 
 
 KIT = DecodeKit(__name__, MODULE, COMPRESS_RATIO, call, small=SMALL_CASES, flash=FLASH_CASES, bench=BENCH)

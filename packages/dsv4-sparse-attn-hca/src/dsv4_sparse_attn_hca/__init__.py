@@ -18,7 +18,7 @@ from dsv4_core import AttentionConfig
 from dsv4_sparse_attn_common import ROPE_ABI_CONSUMED, decode_attention, index_rows
 from dsv4_sparse_attn_common import write_window_cache as update_window_cache
 
-__version__ = "0.3.1"
+__version__ = "0.3.2"
 # ROPE_ABI_CONSUMED: the family's (its kernel and golden do the rotation; it checks the ABI at import)
 COMPRESS_RATIO = 128
 
@@ -38,7 +38,7 @@ def build_indices(positions: torch.Tensor, *, config: AttentionConfig) -> torch.
 def sparse_attn_hca(q: torch.Tensor, kv: torch.Tensor, kv_cache: torch.Tensor, block_table: torch.Tensor,
                     cmp_kv: torch.Tensor, cmp_block_table: torch.Tensor, positions: torch.Tensor,
                     attn_sink: torch.Tensor, wo_a: torch.Tensor, wo_b: torch.Tensor, *, config: AttentionConfig,
-                    backend: str = "auto") -> torch.Tensor:
+                    backend: str = "auto", validate: bool = True) -> torch.Tensor:
     """HCA decode attention; returns [B·S, hidden] bf16.
 
     q [B·S, H, 512] bf16 and kv [B·S, 512] bf16 (this step, token b·S + s); kv_cache
@@ -46,7 +46,14 @@ def sparse_attn_hca(q: torch.Tensor, kv: torch.Tensor, kv_cache: torch.Tensor, b
     pages (entry c of request b at cmp_kv[cmp_block_table[b, c // blk], c % blk]; the
     compressor has already written the entries the step closes), cmp_block_table [B, M]
     int; positions [B, S] int consecutive per request; attn_sink [H] fp32; wo_a
-    [G, o_lora, hpg·512], wo_b [hidden, G·o_lora] bf16. Caches are not written."""
+    [G, o_lora, hpg·512], wo_b [hidden, G·o_lora] bf16. Caches are not written.
+
+    The kernel backends hand the kernel the caches as they are (it resolves pages and
+    rows itself). validate=True (default) checks the values (positions, indices, block
+    tables: read back on the host); validate=False reads nothing back and an entry the
+    kernel cannot resolve selects nothing (the compressed width is then the block
+    table's capacity, M·blk columns). The 'torch' backend is the golden and always
+    validates."""
     return decode_attention(q, kv, kv_cache, block_table, positions, attn_sink, wo_a, wo_b, config=config,
                             backend=backend, compress_ratio=COMPRESS_RATIO, cmp_kv=cmp_kv,
-                            cmp_block_table=cmp_block_table, name="sparse_attn_hca")
+                            cmp_block_table=cmp_block_table, name="sparse_attn_hca", validate=validate)

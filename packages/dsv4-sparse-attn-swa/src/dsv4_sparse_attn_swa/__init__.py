@@ -19,7 +19,7 @@ from dsv4_core import AttentionConfig
 from dsv4_sparse_attn_common import ROPE_ABI_CONSUMED, decode_attention, window_indices
 from dsv4_sparse_attn_common import write_window_cache as update_window_cache
 
-__version__ = "0.3.1"
+__version__ = "0.3.2"
 # ROPE_ABI_CONSUMED: the family's (its kernel and golden do the rotation; it checks the ABI at import)
 COMPRESS_RATIO = 0
 
@@ -36,13 +36,18 @@ def build_indices(positions: torch.Tensor, *, config: AttentionConfig) -> torch.
 
 def sparse_attn_swa(q: torch.Tensor, kv: torch.Tensor, kv_cache: torch.Tensor, block_table: torch.Tensor,
                     positions: torch.Tensor, attn_sink: torch.Tensor, wo_a: torch.Tensor, wo_b: torch.Tensor, *,
-                    config: AttentionConfig, backend: str = "auto") -> torch.Tensor:
+                    config: AttentionConfig, backend: str = "auto", validate: bool = True) -> torch.Tensor:
     """SWA decode attention; returns [B·S, hidden] bf16.
 
     q [B·S, H, 512] bf16 and kv [B·S, 512] bf16 (this step, from qkv_proj_rope, token
     b·S + s); kv_cache [P, W, 512] bf16 ring pages; block_table [B] int the ring page of
     each request; positions [B, S] int consecutive per request; attn_sink [H] fp32;
     wo_a [G, o_lora, hpg·512], wo_b [hidden, G·o_lora] bf16. The cache is not written:
-    call `update_window_cache(kv_cache, block_table, positions, kv)` after attention."""
+    call `update_window_cache(kv_cache, block_table, positions, kv)` after attention.
+
+    The kernel backends hand the kernel the cache as it is (it resolves pages and rows
+    itself). validate=True (default) checks the values (positions, block table: read back
+    on the host); validate=False reads nothing back and an entry the kernel cannot resolve
+    selects nothing. The 'torch' backend is the golden and always validates."""
     return decode_attention(q, kv, kv_cache, block_table, positions, attn_sink, wo_a, wo_b, config=config,
-                            backend=backend, compress_ratio=COMPRESS_RATIO, name="sparse_attn_swa")
+                            backend=backend, compress_ratio=COMPRESS_RATIO, name="sparse_attn_swa", validate=validate)

@@ -27,9 +27,9 @@ SMALL_CASES = [
 FLASH_CASES, BENCH = serving_decode_cases(0, 65536)
 
 
-def call(inp: dict, cfg: AttentionConfig, backend: str) -> torch.Tensor:
+def call(inp: dict, cfg: AttentionConfig, backend: str, **kw) -> torch.Tensor:
     return sparse_attn_swa(inp["q"], inp["kv"], inp["kv_cache"], inp["block_table"], inp["positions"],
-                           inp["attn_sink"], inp["wo_a"], inp["wo_b"], config=cfg, backend=backend)
+                           inp["attn_sink"], inp["wo_a"], inp["wo_b"], config=cfg, backend=backend, **kw)
 
 
 KIT = DecodeKit(__name__, MODULE, COMPRESS_RATIO, call, small=SMALL_CASES, flash=FLASH_CASES, bench=BENCH)

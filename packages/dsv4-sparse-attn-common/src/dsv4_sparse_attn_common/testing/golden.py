@@ -17,21 +17,22 @@ from dsv4_rope_tables import profile_for_ratio, rope_rows
 
 from ..api import Golden, decode_golden
 from ..kernel import run_sparse_attn
-from ..perf import traffic
+from ..perf import gathered_bytes, traffic
 from ..reference import semantic_attention_exact
 from .inputs import DecodeCase, decode_inputs
 
 PERTURBATIONS = ("sink", "rope")
 
 
-def run_resolved(cfg, inp: dict, resolved: Callable, *, sink_shift: float = 0.0, inverse_rope: bool = True,
+def run_resolved(cfg, inp: dict, kernel_inputs: Callable, *, sink_shift: float = 0.0, inverse_rope: bool = True,
                  values: bool = True, name: str = "sparse_attn") -> tuple[torch.Tensor, torch.Tensor]:
-    """The kernel on the simulator from resolved rows (the packages' public functions do the
-    same after validation): returns (out, physical rows)."""
-    src, rows, cos, sin = resolved(cfg, inp)
-    out = run_sparse_attn(cfg, "sim", inp["q"], src, rows, inp["attn_sink"] + sink_shift, cos, sin, inp["wo_a"],
-                          inp["wo_b"], inverse_rope=inverse_rope, values=values, name=name)
-    return out, rows
+    """The kernel on the simulator from a scenario's kernel inputs (`Golden.kernel`: what
+    the packages' public functions hand it after validation): returns (out, logical index
+    rows)."""
+    ki = kernel_inputs(cfg, inp)
+    out = run_sparse_attn(cfg, "sim", inp["q"], ki, inp["attn_sink"] + sink_shift, inp["wo_a"], inp["wo_b"],
+                          inverse_rope=inverse_rope, values=values, name=name)
+    return out, ki.indices
 
 
 def check_golden(module: str, name: str, cfg, inp: dict, *, golden: Golden, call: Callable,
@@ -48,7 +49,7 @@ def check_golden(module: str, name: str, cfg, inp: dict, *, golden: Golden, call
     if perturb is None:
         out = call(inp, cfg, "sim")
     else:
-        out, _ = run_resolved(cfg, inp, golden.resolved, sink_shift=1.0 if perturb == "sink" else 0.0,
+        out, _ = run_resolved(cfg, inp, golden.kernel, sink_shift=1.0 if perturb == "sink" else 0.0,
                               inverse_rope=perturb != "rope")
     reports = [compare(out, ex, ref, name="attn_out")]
     run = sim.last_run()
@@ -57,10 +58,10 @@ def check_golden(module: str, name: str, cfg, inp: dict, *, golden: Golden, call
     return GoldenOutcome(module, name, reports, run, note=note)
 
 
-def time_case(cfg, inp: dict, resolved: Callable, name: str):
+def time_case(cfg, inp: dict, kernel_inputs: Callable, name: str):
     """Cost model only (values=False) on `inp` (zero tensors of the right shapes): returns
-    (KernelRun, physical rows)."""
-    _, rows = run_resolved(cfg, inp, resolved, values=False, name=name)
+    (KernelRun, logical index rows)."""
+    _, rows = run_resolved(cfg, inp, kernel_inputs, values=False, name=name)
     return sim.last_run(), rows
 
 
@@ -79,7 +80,7 @@ def check_decode_case(module: str, case: DecodeCase, make_inputs: Callable, *, g
         note = f"values on B={case.value_batch} of {case.batch} (T={T}); µs for the full B={case.batch}"
 
         def timing():
-            return time_case(cfg, make_inputs(case, materialize=False), golden.resolved, case.name)[0]
+            return time_case(cfg, make_inputs(case, materialize=False), golden.kernel, case.name)[0]
     return check_golden(module, case.name, cfg, inp, golden=golden, call=call, perturb=perturb, note=note,
                         timing=timing)
 
@@ -134,13 +135,15 @@ class DecodeKit:
     def bench(self, name: str) -> BenchOutcome:
         """Cost model only (values=False) at full size."""
         case = self.bench_by_name[name]
-        run, rows = time_case(case.config, self.make_inputs(case, materialize=False), self.torch_golden.resolved,
+        run, rows = time_case(case.config, self.make_inputs(case, materialize=False), self.torch_golden.kernel,
                               case.name)
         k = rows.shape[1]
         T = case.batch * case.seq
         nbytes, flops = traffic(case.config, T, k)
+        gb = gathered_bytes(case.config, T, k, compressed=self.compress_ratio > 0)
         return BenchOutcome(self.module, name, run.aicore_us, nbytes, flops, cores=run.cores,
-                            note=f"T={T}, H={case.config.num_heads}, rows/token={k}")
+                            note=f"T={T}, H={case.config.num_heads}, rows/token={k}, gathered {gb / 1e6:.0f} MB "
+                                 f"(index_select, priced below a copy)")
 
 
 def _kit_of(home: str) -> DecodeKit:

@@ -13,7 +13,11 @@ its own test module with a small adapter:
 - `DecodeApiContract` (+ bad tensors, tables and positions of a decode step) and
   `CompressedDecodeApiContract` (+ the compressed cache's arguments, CSA / HCA);
 - `KernelGoldenSuite`: the kernel on the CPU simulator vs the golden for the package's
-  pytest subset `names` of its small-tier golden cases, one process per kernel run.
+  pytest subset `names` of its small-tier golden cases, one process per kernel run;
+- `MemoryContractSuite` (every package): NaN / Inf in unreferenced cache rows never reach
+  an output (torch and sim), the kernel receives the caches themselves and the host
+  prepares as many bytes for N as for 16N pages, validate=False reads nothing back and
+  gives validate=True's output. `cases.call` takes `validate=` as a keyword.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dsv4_core import TINY, BackendUnavailable, sim
+from dsv4_core import TINY, BackendUnavailable, contract, sim
 from dsv4_core.backends import npu_unavailable_reasons
 
 
@@ -134,3 +138,78 @@ class KernelGoldenSuite:
         out, _ = sim.isolated(self.cases.golden, name)
         assert out.ok, [str(r) for r in out.reports]
         assert out.run is not None and out.run.values and out.run.aicore_us > 0
+
+
+class MemoryContractSuite:
+    """The memory contract (DESIGN.md) of one public entry point on the scenario `case` (a
+    small-tier case of the package's `cases`, whose `call(inputs, cfg, backend, **kw)`
+    forwards keywords to the public function)."""
+
+    cases = None  # the package's cases module
+    case = ""
+
+    @pytest.fixture
+    def inp(self):
+        from .contract import with_hole
+
+        return with_hole(self.cases.make_inputs(self.cases.CASES[self.case]))
+
+    @property
+    def cfg(self):
+        return self.cases.CASES[self.case].config
+
+    def call(self, inp, backend="torch", **kw):
+        return self.cases.call(inp, self.cfg, backend, **kw)
+
+    def test_nan_in_unreferenced_rows_never_reaches_the_output_torch(self, inp):
+        from .contract import golden_of, poisoned
+
+        clean = self.call(inp)
+        bad = poisoned(self.cfg, inp, golden_of(self.cases))
+        assert not torch.isfinite(bad["kv_cache"].float()).all()  # the caches really are poisoned
+        out = self.call(bad)
+        assert torch.isfinite(out.float()).all() and torch.equal(out, clean)
+        # … and the check can fail: a NaN in a referenced row does reach the output
+        hit = self.call(poisoned(self.cfg, inp, golden_of(self.cases), referenced=True))
+        assert not torch.isfinite(hit.float()).all()
+
+    def test_nan_isolation_and_validate_false_on_simulator(self, inp):
+        from .contract import sim_contract_run
+
+        r, _ = sim.isolated(sim_contract_run, self.cases.__name__, self.case)
+        ref = self.call(inp)
+        assert torch.isfinite(r["clean"].float()).all()
+        assert torch.isfinite(r["poisoned"].float()).all() and torch.equal(r["poisoned"], r["clean"])
+        assert torch.equal(r["unvalidated"], r["clean"])
+        # the kernel's output is the golden's within bf16 rounding, not some other finite array
+        err = (r["clean"].float() - ref.float()).abs().max()
+        assert err <= 2 ** -5 * ref.float().abs().max()
+
+    def test_caches_stay_in_place(self, inp):
+        from .contract import caches, spread
+
+        big = spread(inp, 16)
+        prepared = []
+        for case_inp in (inp, big):
+            with contract.watch(run=False) as w:
+                self.call(case_inp, "sim")
+            assert len(w.launches) == 1
+            for cache in caches(case_inp):
+                assert w.receives(cache)  # the cache's own storage, not a copy
+                assert not w.receives(cache.clone())  # … which a copy would not pass
+            prepared.append(w.prepared_bytes(*caches(case_inp)))
+            assert w.prepared_bytes() >= prepared[-1] + sum(c.numel() * c.element_size() for c in caches(case_inp))
+        assert prepared[0] == prepared[1], prepared  # host bytes do not grow with the caches
+        # the spread caches hold the same reachable contents (the golden agrees) …
+        assert torch.equal(self.call(big), self.call(inp))
+
+    def test_validate_false_reads_nothing_back(self, inp):
+        from .contract import spread
+
+        for case_inp in (inp, spread(inp, 16)):
+            with contract.no_readback(), contract.watch(run=False) as w:
+                self.call(case_inp, "sim", validate=False)
+            assert len(w.launches) == 1
+        with pytest.raises(contract.ReadBackError):  # the guard sees validate=True's checks
+            with contract.no_readback(), contract.watch(run=False):
+                self.call(inp, "sim")
