@@ -178,7 +178,7 @@ def run_scores(cfg, backend: str, q2d, w, visible, cache, group_table, group: in
 
     P, bs, D = cache.shape
     NG, M = group_table.shape
-    PP = score_pages(bs, M)
+    PP = score_pages(bs, M, group)
     Mp = -(-M // PP) * PP
     if Mp > M:
         group_table = torch.cat([group_table, group_table.new_full((NG, Mp - M), -1)], 1)

@@ -108,15 +108,20 @@ def build_query_kernel(cfg, run_mode=None, tiling: QueryTiling = None):
 
 
 CHUNK_KEYS = 8192  # keys per iteration of the score kernel (at most; fewer for a narrower table)
+# tokens × keys per iteration at most: pypto 0.2.0's cost model fails to build a chunk of
+# 7168 keys for 8 tokens (a prefill group; `CostModel::ParseInput::BuildFunction`), and
+# builds 5120; decode groups (S ≤ 2 tokens) keep whole 8192-key chunks
+CHUNK_TOKEN_KEYS = 32768
 # (2048 / 4096 / 16384 keys per iteration modelled slower at FLASH decode: more iterations, or
 # row tiles split further)
 
 
-def score_pages(block_size: int, pages: int | None = None) -> int:
-    """Pages per iteration of the score kernel: at most CHUNK_KEYS keys, the table's `pages`
-    split into that many equal chunks, rounded up to whole 1024-key tiles (a power of two for
-    a smaller table); the host pads the table to whole chunks."""
-    pmax = max(1, CHUNK_KEYS // block_size)
+def score_pages(block_size: int, pages: int | None = None, group: int = 1) -> int:
+    """Pages per iteration of the score kernel for groups of `group` tokens: at most
+    min(CHUNK_KEYS, CHUNK_TOKEN_KEYS / group) keys, the table's `pages` split into that many
+    equal chunks, rounded up to whole 1024-key tiles (a power of two for a smaller table); the
+    host pads the table to whole chunks."""
+    pmax = max(1, min(CHUNK_KEYS, CHUNK_TOKEN_KEYS // max(1, group)) // block_size)
     if pages is None:
         return pmax
     n = -(-int(pages) // pmax)
@@ -150,13 +155,13 @@ def _score_chunk(qg, wg, vg, keys, table, page_base, cpage, clane, clanef, score
 
 def build_score_kernel(cfg, group: int, pages: int, block_size: int, width: int, run_mode=None):
     """Scores of `group` tokens per table row over `pages` pages (a multiple of
-    `score_pages(block_size, pages)`) of `block_size` entries, into rows `width` ≥ pages·block_size
+    `score_pages(block_size, pages, group)`) of `block_size` entries, into rows `width` ≥ pages·block_size
     wide. Per iteration a chunk of PP pages (CW = PP·block_size keys): the chunk's rows
     gathered in place through the table (one index_select), q·kᵀ on the cube (bf16 out), ReLU
     on the vector cores, the head weighting and head sum as a second cube matmul with the
     block-diagonal weights, the causal cut and page validity as one select."""
     H, D, G, M, BS, LW = cfg.index_num_heads, cfg.index_head_dim, group, pages, block_size, width
-    GH, PP = G * H, score_pages(block_size, pages)
+    GH, PP = G * H, score_pages(block_size, pages, G)
     GP = max(16, G)  # rows of the block-diagonal weights (padded with zero rows)
     CW = PP * BS
     DYN = pypto.DYNAMIC
@@ -189,21 +194,44 @@ def build_score_kernel(cfg, group: int, pages: int, block_size: int, width: int,
     return index_score
 
 
+# one top-k over 262144 columns with k = 512 fails in pypto 0.2.0's cost model
+# (`CostModel::ParseInput::BuildFunction`), and so do two parts of 131072; rows wider than
+# SELECT_PART are selected in two stages: the top k of each part, then the top k of those
+SELECT_PART = 32768
+
+
 def build_select_kernel(width: int, topk: int, run_mode=None):
-    """Top-`topk` of each row of scores [T, width] (width ≥ topk)."""
+    """Top-`topk` of each row of scores [T, width] (width ≥ topk): one top-k, or for rows
+    wider than SELECT_PART the top-k of each part and then of the parts' candidates (the
+    same entries: every global top-k entry is in its part's top-k)."""
     L, K = width, topk
     DYN = pypto.DYNAMIC
     T = pypto.Tensor
     sort_tile = min(L, 8192)
+    parts = -(-L // SELECT_PART) if L > SELECT_PART else 1
+    part = -(-L // parts)
 
     @pypto.frontend.jit(runtime_options=jit_options(run_mode))
     def index_select(scores: T([DYN, L], F32), picks: T([DYN, K], I32)):
         n = scores.shape[0]
         pypto.set_vec_tile_shapes(1, sort_tile)
         for t in pypto.loop(n, name="tokens", idx_name="t"):
-            row = pypto.view(scores, [1, L], [t, 0])
-            pypto.set_vec_tile_shapes(1, sort_tile)
-            vals, idx = pypto.topk(row, K, -1, True)
+            if parts == 1:
+                row = pypto.view(scores, [1, L], [t, 0])
+                pypto.set_vec_tile_shapes(1, sort_tile)
+                vals, idx = pypto.topk(row, K, -1, True)
+            else:
+                cv, ci = [], []
+                for u in range(parts):
+                    w = min(part, L - u * part)
+                    pypto.set_vec_tile_shapes(1, sort_tile)
+                    v, i = pypto.topk(pypto.view(scores, [1, w], [t, u * part]), K, -1, True)
+                    pypto.set_vec_tile_shapes(1, K)
+                    cv.append(v)
+                    ci.append(pypto.add(i, u * part))
+                pypto.set_vec_tile_shapes(1, parts * K)
+                vals, j = pypto.topk(pypto.concat(cv, -1), K, -1, True)
+                idx = pypto.gather(pypto.concat(ci, -1), -1, j)
             pypto.set_vec_tile_shapes(1, K)
             real = pypto.gt(vals, PICK_FLOOR)
             pypto.assemble(pypto.cast(pypto.where(real, pypto.cast(idx, F32), -1.0), I32), [t, 0], picks)
