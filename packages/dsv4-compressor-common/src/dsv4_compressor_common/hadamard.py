@@ -59,5 +59,7 @@ def hadamard_halves(n: int, rope_dim: int, device=None) -> tuple[torch.Tensor, t
     """Sylvester's matrix in bf16 split by rows into the nope rows [n − rope_dim, n] and the
     rope rows [rope_dim, n]: a kernel rotates [nope | rope] as nope @ Had_nope + rope @ Had_rope
     (so the rotated rope lanes never leave the core)."""
-    had = hadamard_matrix(n, torch.bfloat16).to(device)
+    had = hadamard_matrix(n, torch.bfloat16)
+    if device is not None and had.device != torch.device(device):  # a host constant, uploaded
+        had = had.to(device)
     return had[:n - rope_dim].contiguous(), had[n - rope_dim:].contiguous()

@@ -22,5 +22,6 @@ SMALL_CASES = [
 
 # bench: {name: (config, tokens, closing windows)}
 SCENARIOS = CaseSet.of("prefill_compressor_ratio4", R, SMALL_CASES, FLASH_CASES,
-                       bench={"flash-prefill-T1024": (FLASH, 1024, 1024 // R)})
+                       bench={"flash-prefill-T1024-start0": (FLASH, 1024, 1024 // R, 0, 0),
+                              "flash-prefill-T1024-64K": (FLASH, 1024, 1024 // R, 0, 65536)})
 CASES, GOLDEN_CASES, golden, BENCH_CASES, bench = SCENARIOS.protocol()

@@ -26,3 +26,38 @@ def gathered_bytes(cfg, tokens: int, rows_per_token: int, *, compressed: bool = 
     w = min(cfg.window, padded) if compressed else padded
     rows = 2 * w + (padded - w)
     return float(2 * tokens * rows * cfg.head_dim)
+
+
+def distinct_traffic(cfg, positions, *, compress_ratio: int, topk_idxs=None, rows_per_token: int) -> tuple:
+    """(bytes, FLOPs) of one decode call's ceiling with each distinct row a request reads
+    counted once: its window rows (the S tokens share them: min(p_last + 1, W + S − 1) per
+    request), its compressed entries (CSA: the union of its tokens' picks after the causal
+    cut; HCA: every entry its last token sees), q, both projection weights once, the output
+    and the index rows; FLOPs of q·kᵀ and P·V over each token's own valid rows plus the
+    output projection. positions [B, S] on the host; topk_idxs [B·S, k] for CSA."""
+    import torch
+
+    from .indexing import visible_entries
+
+    p = positions.to(torch.int64)
+    B, S = p.shape
+    T = B * S
+    H, D, G, OR, DH, W = cfg.num_heads, cfg.head_dim, cfg.o_groups, cfg.o_lora_rank, cfg.hidden_size, cfg.window
+    last = p[:, -1]
+    rows = torch.clamp(last + 1, max=W + S - 1)  # distinct window rows per request
+    per_token = torch.clamp(p.reshape(-1) + 1, max=W)  # valid window rows per token
+    if compress_ratio == 4:
+        vis = visible_entries(p.reshape(-1), compress_ratio)[:, None]
+        tk = topk_idxs.to(torch.int64)
+        ok = (tk >= 0) & (tk < vis)
+        per_token = per_token + ok.sum(1)
+        for b in range(B):
+            sel = tk[b * S:(b + 1) * S][ok[b * S:(b + 1) * S]]
+            rows[b] += int(sel.unique().numel())
+    elif compress_ratio:
+        rows = rows + visible_entries(last, compress_ratio)
+        per_token = per_token + visible_entries(p.reshape(-1), compress_ratio)
+    weights = 2 * (G * OR * cfg.group_in_dim + DH * G * OR)
+    nbytes = 2 * D * int(rows.sum()) + 2 * T * H * D + weights + 2 * T * DH + 4 * T * rows_per_token
+    flops = 4 * H * D * int(per_token.sum()) + 2 * T * G * OR * cfg.group_in_dim + 2 * T * G * OR * DH
+    return float(nbytes), float(flops)

@@ -29,7 +29,9 @@ SMALL_CASES = [
     Case("tiny-tp2-B2S2", shard_heads(TINY, 2), (126, 1000), 2),
     Case("pro-tp8-B1S2", shard_heads(PRO, 8), (3000,), 2),
 ]
+CTX_1M = 1 << 20
 FLASH_CASES, BENCH = serving_decode_cases(CTX_64K - 130, CTX_64K - 2, "-64K")
+BENCH = BENCH + serving_decode_cases(CTX_1M - 130, CTX_1M - 2, "-1M")[1]  # FLASH and PRO at 1M
 
 
 def call(inp: dict, cfg: AttentionConfig, backend: str, **kw) -> torch.Tensor:

@@ -11,13 +11,10 @@ import dataclasses
 import torch
 
 from dsv4_core import AttentionConfig
-from dsv4_core.backends import launch
 from dsv4_core.compare import compare, compare_exact
 from dsv4_core.golden import BenchOutcome, GoldenOutcome
-from dsv4_rope_tables.pypto_block import swap_index
 
-from ..device import masked_scatter, write_tags
-from ..kernel import build_pool_kernel, build_project_kernel, pool_tile, project_tile
+from ..device import write_tags
 from ..pooling import coff, window_size
 from ..step import combined_run, compute_kernel, compute_reference, kernel_meta_for
 from .scenarios import Case, clone_inputs, make_inputs, plan_of
@@ -96,37 +93,62 @@ def bench_caches(cfg: AttentionConfig, ratio: int, batch: int = SERVING_BATCH, c
 
 
 def bench(module: str, name: str, cfg: AttentionConfig, ratio: int, tokens: int, windows: int,
-          batch: int = 1) -> BenchOutcome:
-    """Cost model only (values=False) at full size, as the public call launches them: the
-    projection kernel over `tokens` tokens writing the state rows in place, and the pooling
-    kernel over `windows` closing windows reading the state cache and writing cmp_kv in place
-    (caches sized for an engine serving 64 requests at 64K, `bench_caches`); every token
-    writes a state row and every window an entry (`batch`: the requests, for the record)."""
-    C, D, HD, Rd = coff(ratio) * cfg.head_dim, cfg.hidden_size, cfg.head_dim, cfg.rope_dim
+          batch: int = 0, start: int = 0) -> BenchOutcome:
+    """The public call, validate=False, every kernel on the cost model alone
+    (`dsv4_core.bench.measure`): decode (`batch` requests × tokens / batch tokens, each
+    request's last token closing a window near 64K) or prefill (`batch` 0: one chunk of
+    `tokens` from `start`), on caches sized as a serving engine would for those requests at
+    that context (`bench_caches`: state pages for the open windows only, the compressed cache
+    for the whole context; uninitialised). Kernel µs, host µs (the bytes the host prepares at
+    the copy rate; its CPU wall in the note); the slot gathers are charged at the copy rate
+    (read + write), since the model prices `index_select` below a copy."""
+    from dsv4_core import bench as timing
+
+    from ..calls import decode_call, prefill_call
+
+    C, D, HD = coff(ratio) * cfg.head_dim, cfg.hidden_size, cfg.head_dim
     W = window_size(ratio)
-    z, bf, i32 = torch.zeros, torch.bfloat16, torch.int32
-    state, cmp_kv = bench_caches(cfg, ratio)
-    kv_rows, score_rows = z(tokens, C), z(tokens, C)
-    pick, dst, anyr = masked_scatter(torch.arange(tokens) * (batch > 0), project_tile(cfg, ratio, tokens))
-    proj_args = [z(tokens, D, dtype=bf), z(C, D, dtype=bf), z(C, D, dtype=bf), z(ratio, C), z(tokens, dtype=i32),
-                 pick, 2 * dst, 2 * dst + 1, anyr, kv_rows, score_rows, state.view(-1, C)]
-    r1 = launch(build_project_kernel(cfg, ratio, tokens=tokens), proj_args, backend="sim", name=f"{name}-project",
-                values=False)
-    us, cores = r1.aicore_us, r1.cores
-    note = f"T={tokens} windows={windows}: project {r1.aicore_us:.1f} µs"
-    if windows:
-        n = -(-windows // pool_tile(cfg, ratio, windows)) * pool_tile(cfg, ratio, windows)
-        pool_args = [state.view(-1, HD), kv_rows.view(-1, HD), score_rows.view(-1, HD), z(n, W, dtype=i32),
-                     z(n, W, dtype=i32), z(n, W, dtype=i32), z(n, W), z(n, W), z(1, HD), z(n, Rd), z(n, Rd),
-                     swap_index(Rd), *masked_scatter(torch.arange(n), pool_tile(cfg, ratio, windows)),
-                     z(n, HD, dtype=bf), cmp_kv.view(-1, HD)]
-        r2 = launch(build_pool_kernel(cfg, ratio, windows=windows), pool_args, backend="sim", name=f"{name}-pool",
-                    values=False)
-        us += r2.aicore_us
-        cores = max(cores, r2.cores)
-        note += f" + pool {r2.aicore_us:.1f} µs"
+    bf = torch.bfloat16
+    B = max(1, batch)
+    S = tokens // B
+    if batch:
+        last = [(SERVING_CONTEXT // ratio - b) * ratio - 1 for b in range(B)]  # closes a window
+        starts = torch.tensor([p - S + 1 for p in last])
+    else:
+        starts = torch.tensor([start])
+    context = int(starts.max()) + S
+    state, cmp_kv = bench_caches(cfg, ratio, batch=B, context=max(context, ratio))
+    page = state.shape[1]
+    per_req = state.shape[0] // B
+    M = -(-context // page)
+    table = torch.full((B, M), -1, dtype=torch.int32)
+    for b in range(B):  # the open windows' pages (and the overlap), nothing older
+        hi = (int(starts[b]) + S - 1) // page
+        lo = max(0, hi - per_req + 1)
+        table[b, lo:hi + 1] = torch.arange(b * per_req, b * per_req + hi - lo + 1, dtype=torch.int32)
+    tags = torch.full(state.shape[:2], -1, dtype=torch.int32)
+    slots = torch.arange(B * S, dtype=torch.int32) % (cmp_kv.shape[0] * cmp_kv.shape[1])
+    w = dict(wkv=torch.zeros(C, D, dtype=bf), wgate=torch.zeros(C, D, dtype=bf), ape=torch.zeros(ratio, C),
+             norm_weight=torch.ones(HD))
+    if batch:
+        x = torch.zeros(B, S, D, dtype=bf)
+        args = (x, *w.values(), starts, state, tags, table, cmp_kv, slots.reshape(B, S))
+
+        def call():
+            return decode_call(ratio, *args, config=cfg, backend="sim", validate=False)
+    else:
+        x = torch.zeros(S, D, dtype=bf)
+        args = (x, *w.values(), start, state, tags, table[0], cmp_kv, slots)
+
+        def call():
+            return prefill_call(ratio, *args, config=cfg, backend="sim", validate=False)
+    m = timing.measure(call, given=[a for a in args if isinstance(a, torch.Tensor)])
     nbytes, flops = traffic(cfg, ratio, tokens, windows)
-    return BenchOutcome(module, name, us, nbytes, flops, cores=cores, note=note)
+    gathered = 4 * windows * W * HD * 2  # the windows' slots (kv and score halves, fp32) gathered
+    return timing.outcome(module, name, m, nbytes=nbytes, flops=flops, gather_bytes=2 * gathered,
+                          note=f"T={tokens} windows={windows} ({'B=' + str(B) if batch else 'from ' + str(start)}); "
+                               f"kernels {' + '.join(m.launches)}; state {state.numel() * 4 / 1e6:.0f} MB, "
+                               f"cmp_kv {cmp_kv.numel() * 2 / 1e6:.0f} MB")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,13 +14,16 @@ from ..indexing import check_positions_grid, visible_entries
 
 def make_attention_inputs(cfg, positions: torch.Tensor, *, compress_ratio: int, topk: int = 0, seed: int = 0,
                           cmp_block_size: int = 128, fewer_topk: bool = False, materialize: bool = True,
-                          max_cmp_pages: int | None = None) -> dict:
+                          max_cmp_pages: int | None = None, serving: bool = False) -> dict:
     """Random inputs for positions [B, S]: the step's q / kv, ring pages (shuffled page ids),
     compressed pages holding every entry the requests may see (shuffled block tables), a
     sink, wo_a / wo_b and (CSA) an indexer top-k [B·S, topk] of compressed entry ids (−1
     holes; with fewer_topk, only half the possible picks made). materialize=False gives zero
     tensors of the right shapes (cost-model runs); max_cmp_pages caps the compressed pool
-    (block tables then alias pages: cost-model runs at long contexts only)."""
+    (block tables then alias pages: cost-model runs at long contexts only). serving=True (with
+    materialize=False): the caches at serving size — every request's ring page and
+    compressed pages, allocated uninitialised (`torch.empty`: untouched, so a 1M-context pool
+    costs no memory until read) — for the bench."""
     g = torch.Generator().manual_seed(seed)
     p = check_positions_grid(positions)
     B, S = p.shape
@@ -33,11 +36,14 @@ def make_attention_inputs(cfg, positions: torch.Tensor, *, compress_ratio: int, 
             return torch.zeros(*shape).bfloat16()
         return (torch.randn(*shape, generator=g) * scale).bfloat16()
 
+    def cache(*shape):
+        return torch.empty(*shape, dtype=torch.bfloat16) if serving else rn(*shape)
+
     out = {
         "positions": p,
         "q": rn(T, H, D, scale=1.5),
         "kv": rn(T, D),
-        "kv_cache": rn(B + 1, W, D),  # one spare page
+        "kv_cache": cache(B + 1, W, D),  # one spare page
         "block_table": torch.randperm(B + 1, generator=g)[:B].to(torch.int32),
         "attn_sink": torch.randn(H, generator=g) if materialize else torch.zeros(H),
         "wo_a": rn(G, OR, GIN, scale=GIN ** -0.5),
@@ -46,11 +52,11 @@ def make_attention_inputs(cfg, positions: torch.Tensor, *, compress_ratio: int, 
     if compress_ratio:
         n_vis = int(visible_entries(p[:, -1], compress_ratio).max())
         m = max(1, -(-n_vis // cmp_block_size))
-        if max_cmp_pages is not None and B * m + 1 > max_cmp_pages:
+        if max_cmp_pages is not None and B * m + 1 > max_cmp_pages and not serving:
             out["cmp_kv"] = rn(max_cmp_pages, cmp_block_size, D)
             out["cmp_block_table"] = torch.randint(0, max_cmp_pages, (B, m), generator=g, dtype=torch.int32)
         else:
-            out["cmp_kv"] = rn(B * m + 1, cmp_block_size, D)
+            out["cmp_kv"] = cache(B * m + 1, cmp_block_size, D)
             out["cmp_block_table"] = torch.randperm(B * m + 1, generator=g)[:B * m].reshape(B, m).to(torch.int32)
     if compress_ratio == 4 and topk:
         vis = visible_entries(p.reshape(-1), compress_ratio)  # entries each token may see
@@ -104,7 +110,8 @@ def serving_decode_cases(lo: int, hi: int, tag: str = "") -> tuple[list, list]:
     return [flash], [flash, DecodeCase(f"pro-decode-B64S2{tag}", PRO, seeded_starts(64, lo, hi, 2), 2)]
 
 
-def decode_inputs(case: DecodeCase, compress_ratio: int, batch: int | None = None, materialize: bool = True) -> dict:
+def decode_inputs(case: DecodeCase, compress_ratio: int, batch: int | None = None, materialize: bool = True,
+                  serving: bool = False) -> dict:
     """The inputs of a decode scenario on a layer of `compress_ratio` (the first `batch`
     requests; materialize=False: zero tensors for cost-model runs, compressed pool capped at
     64 pages). CSA: the config's top-k, and with `case.causal_probe` each step's first token
@@ -112,7 +119,7 @@ def decode_inputs(case: DecodeCase, compress_ratio: int, batch: int | None = Non
     p = case.positions(batch)
     inp = make_attention_inputs(case.config, p, compress_ratio=compress_ratio, topk=case.config.index_topk,
                                 seed=case.seed, fewer_topk=case.fewer_topk, materialize=materialize,
-                                max_cmp_pages=None if materialize else 64)
+                                max_cmp_pages=None if materialize else 64, serving=serving)
     if case.causal_probe and case.seq > 1:
         vis_last = visible_entries(p[:, -1], compress_ratio)
         for b in range(p.shape[0]):
