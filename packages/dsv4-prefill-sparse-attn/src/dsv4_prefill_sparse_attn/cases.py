@@ -16,8 +16,7 @@ import torch
 
 from dsv4_core import FLASH, PRO, TINY, AttentionConfig, shard_heads
 from dsv4_core.golden import BenchOutcome, GoldenOutcome
-from dsv4_sparse_attn_common import gathered_bytes
-from dsv4_sparse_attn_common.testing import check_golden, make_attention_inputs, time_case
+from dsv4_sparse_attn_common.testing import check_golden, make_attention_inputs, serving_bench, time_case
 
 from . import prefill_sparse_attn
 from .reference import GOLDEN
@@ -109,23 +108,9 @@ def bench(name: str) -> BenchOutcome:
     compressed pages), every kernel on the cost model alone (`dsv4_core.bench.measure`):
     kernel µs, the gathered rows charged at the copy rate (read + write), host µs, against the
     ceiling of each distinct row the chunk reads once (`perf.distinct_traffic`)."""
-    from dsv4_core import bench as timing
-    from dsv4_sparse_attn_common.perf import distinct_traffic
-
     case = BENCH_CASES_BY_NAME[name]
     cfg = case.config
     inp = make_inputs(case, materialize=False, serving=True)
-    m = timing.measure(lambda: call(inp, cfg, "sim", validate=False),
-                       given=[v for v in inp.values() if isinstance(v, torch.Tensor)])
-    T = case.tokens
-    k = cfg.window
-    if case.ratio == 4:
-        k += inp["topk_idxs"].shape[1]
-    elif case.ratio:  # validate=False: the block table's capacity
-        k += inp["cmp_block_table"].shape[0] * inp["cmp_kv"].shape[1]
-    gb = gathered_bytes(cfg, T, k, compressed=case.ratio > 0)
-    nbytes, flops = distinct_traffic(cfg, (case.start + torch.arange(T)).reshape(1, -1), compress_ratio=case.ratio,
-                                     topk_idxs=inp.get("topk_idxs"), rows_per_token=k)
-    return timing.outcome(MODULE, name, m, nbytes=nbytes, flops=flops, gather_bytes=2 * gb,
-                          note=f"T={T} from {case.start}, H={cfg.num_heads}, rows/token={k}, "
-                               f"gathered {gb / 1e6:.0f} MB")
+    return serving_bench(MODULE, name, cfg, inp, call, compress_ratio=case.ratio,
+                         positions=(case.start + torch.arange(case.tokens)).reshape(1, -1),
+                         head=f"T={case.tokens} from {case.start}, H={cfg.num_heads}")

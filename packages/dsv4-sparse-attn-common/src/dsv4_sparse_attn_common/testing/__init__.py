@@ -13,6 +13,7 @@ from .golden import (
     check_golden,
     run_resolved,
     semantic_exact,
+    serving_bench,
     time_case,
 )
 from .inputs import DecodeCase, decode_inputs, make_attention_inputs, seeded_starts, serving_decode_cases
@@ -26,5 +27,6 @@ except ImportError:  # pragma: no cover - pytest is a test extra
 
 __all__ = [
     "PERTURBATIONS", "DecodeCase", "DecodeKit", "check_decode_case", "check_golden", "decode_inputs",
-    "make_attention_inputs", "run_resolved", "seeded_starts", "semantic_exact", "serving_decode_cases", "time_case",
+    "make_attention_inputs", "run_resolved", "seeded_starts", "semantic_exact", "serving_bench",
+    "serving_decode_cases", "time_case",
 ]

@@ -138,26 +138,37 @@ class DecodeKit:
         (`dsv4_core.bench.measure`): kernel µs, the gathered rows charged at the copy rate
         (read + write: the model prices `index_select` below a copy), host µs, against the
         ceiling of each distinct row a request reads once (`perf.distinct_traffic`)."""
-        from dsv4_core import bench as timing
-
         case = self.bench_by_name[name]
         cfg = case.config
         inp = decode_inputs(case, self.compress_ratio, materialize=False, serving=True)
-        m = timing.measure(lambda: self.call(inp, cfg, "sim", validate=False),
-                           given=[v for v in inp.values() if isinstance(v, torch.Tensor)])
-        T = case.batch * case.seq
-        k = cfg.window
-        if self.compress_ratio == 4:
-            k += inp["topk_idxs"].shape[1]
-        elif self.compress_ratio:  # validate=False: the block table's capacity
-            k += inp["cmp_block_table"].shape[1] * inp["cmp_kv"].shape[1]
-        gb = gathered_bytes(cfg, T, k, compressed=self.compress_ratio > 0)
-        nbytes, flops = distinct_traffic(cfg, inp["positions"], compress_ratio=self.compress_ratio,
-                                         topk_idxs=inp.get("topk_idxs"), rows_per_token=k)
         cmp_mb = inp["cmp_kv"].numel() * 2 / 1e6 if "cmp_kv" in inp else 0.0
-        return timing.outcome(self.module, name, m, nbytes=nbytes, flops=flops, gather_bytes=2 * gb,
-                              note=f"T={T}, H={cfg.num_heads}, rows/token={k}, gathered {gb / 1e6:.0f} MB; "
-                                   f"compressed cache {cmp_mb:.0f} MB")
+        return serving_bench(self.module, name, cfg, inp, self.call, compress_ratio=self.compress_ratio,
+                             positions=inp["positions"], head=f"T={case.batch * case.seq}, H={cfg.num_heads}",
+                             tail=f"; compressed cache {cmp_mb:.0f} MB")
+
+
+def serving_bench(module: str, name: str, cfg, inp: dict, call: Callable, *, compress_ratio: int,
+                  positions: torch.Tensor, head: str, tail: str = "") -> BenchOutcome:
+    """The bench row of one call `call(inp, cfg, "sim", validate=False)` of a sparse-attention
+    package at serving-size caches `inp`: measured whole (`dsv4_core.bench.measure`), the rows
+    the kernel gathers charged at the copy rate (read + write), the ceiling of each distinct
+    row a request reads once (`perf.distinct_traffic`) for tokens at `positions` [B, S]. The
+    row width with validate=False: the window, plus the top-k (CSA) or the compressed block
+    table's capacity (HCA)."""
+    from dsv4_core import bench as timing
+
+    m = timing.measure(lambda: call(inp, cfg, "sim", validate=False),
+                       given=[v for v in inp.values() if isinstance(v, torch.Tensor)])
+    k = cfg.window
+    if compress_ratio == 4:
+        k += inp["topk_idxs"].shape[1]
+    elif compress_ratio:
+        k += inp["cmp_block_table"].shape[-1] * inp["cmp_kv"].shape[1]
+    gb = gathered_bytes(cfg, positions.numel(), k, compressed=compress_ratio > 0)
+    nbytes, flops = distinct_traffic(cfg, positions, compress_ratio=compress_ratio, topk_idxs=inp.get("topk_idxs"),
+                                     rows_per_token=k)
+    return timing.outcome(module, name, m, nbytes=nbytes, flops=flops, gather_bytes=2 * gb,
+                          note=f"{head}, rows/token={k}, gathered {gb / 1e6:.0f} MB{tail}")
 
 
 def _kit_of(home: str) -> DecodeKit:
