@@ -18,6 +18,22 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import pkgs  # noqa: E402
 
+LANES_HEADING = "Where the time goes (each kernel's cost-model swim lanes):"
+
+
+def lane_rows(case: str, lanes: list) -> list[str]:
+    """One row per kernel of a case: its span, its cube and vector tasks, how busy each kind
+    of core was over the span, and what bounds it (`dsv4_core.sim.Lanes`)."""
+    rows = []
+    for kernel, ln in lanes:
+        if ln is None:
+            rows.append(f"| {case} | {kernel} | no swim lanes | | | | | | |")
+            continue
+        per = ln.vec_busy_us / ln.vec_tasks if ln.vec_tasks else 0.0
+        rows.append(f"| {case} | {kernel} | {ln.span_us:.1f} | {ln.cube_tasks} | {ln.busy('cube'):.0%} | "
+                    f"{ln.vec_tasks} | {per:.1f} | {ln.busy('vector'):.0%} | {ln.limit()} |")
+    return rows
+
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser()
@@ -45,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
         rows = ["| case | kernel µs | gather charge µs | host µs | total µs | MB (distinct) | GFLOP | ceiling µs "
                 "| bound | ratio | note |",
                 "|---|---|---|---|---|---|---|---|---|---|---|"]
+        lanes = ["| case | kernel | span µs | cube tasks | cube busy | vector tasks | µs per vector task "
+                 "| vector busy | bound by |",
+                 "|---|---|---|---|---|---|---|---|---|"]
         for name in getattr(cases, "BENCH_CASES", []):
             if a.case and name not in a.case:
                 continue
@@ -60,10 +79,15 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(f"| {name} | {b.modelled_us:.1f} | {b.gather_us:.1f} | {b.host_us:.1f} | {b.total_us:.1f} | "
                         f"{b.nbytes / 1e6:.1f} | {b.flops / 1e9:.2f} | {eff.ceiling_us:.1f} | {eff.bound_by} | {ratio} "
                         f"| {b.note} |")
+            lanes += lane_rows(name, b.lanes)
             print(f"[bench] {m}:{name}: {eff}", flush=True)
         table = "\n".join(rows)
-        (a.out / f"{m}.md").write_text(f"# {m}\n\n{ceil.describe()}\n\n{table}\n")
-        print(f"\n## {m}\n{table}\n")
+        where = "\n".join(lanes) if len(lanes) > 2 else ""
+        text = f"# {m}\n\n{ceil.describe()}\n\n{table}\n"
+        if where:
+            text += f"\n{LANES_HEADING}\n\n{where}\n"
+        (a.out / f"{m}.md").write_text(text)
+        print(f"\n## {m}\n{table}\n\n{where}\n")
     return 1 if failed else 0
 
 

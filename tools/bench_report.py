@@ -15,29 +15,43 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import pkgs  # noqa: E402
+from bench import LANES_HEADING  # noqa: E402
 
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 _BLOCK = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END), re.S)
 
 
-def read_tables(bench_dir: Path) -> dict[str, tuple[str, list[str]]]:
-    """module -> (ceilings line, table rows) from build/bench/<module>.md."""
+def _tables(lines: list[str]) -> list[list[str]]:
+    """The markdown tables of a file, in order (runs of lines starting with "|")."""
+    tables, cur = [], []
+    for ln in lines + [""]:
+        if ln.startswith("|"):
+            cur.append(ln)
+        elif cur:
+            tables.append(cur)
+            cur = []
+    return tables
+
+
+def read_tables(bench_dir: Path) -> dict[str, tuple[str, list[str], list[str]]]:
+    """module -> (ceilings line, cost table rows, swim-lane table rows or []) from
+    build/bench/<module>.md."""
     out = {}
     for f in sorted(bench_dir.glob("*.md")):
         lines = f.read_text().splitlines()
-        rows = [ln for ln in lines if ln.startswith("|")]
+        tables = _tables(lines)
         ceil = next((ln for ln in lines if ln.startswith("copy ")), "")
-        if rows:
-            out[f.stem] = (ceil, rows)
+        if tables:
+            out[f.stem] = (ceil, tables[0], tables[1] if len(tables) > 1 else [])
     return out
 
 
 def root_block(tables: dict) -> str:
-    ceil = next((c for c, _ in tables.values() if c), "")
+    ceil = next((t[0] for t in tables.values() if t[0]), "")
     lines = [BEGIN, "", f"Ceilings: {ceil}", "",
              "| module | case | kernel µs | gather charge µs | host µs | total µs | ceiling µs | bound | ratio |",
              "|---|---|---|---|---|---|---|---|---|"]
-    for m, (_, rows) in sorted(tables.items()):
+    for m, (_, rows, _) in sorted(tables.items()):
         for r in rows[2:]:
             c = [x.strip() for x in r.strip("|").split("|")]
             c += [""] * (11 - len(c))  # an ERROR row leaves the figures empty
@@ -45,8 +59,9 @@ def root_block(tables: dict) -> str:
     return "\n".join(lines + ["", END])
 
 
-def package_block(ceil: str, rows: list[str]) -> str:
-    return "\n".join([BEGIN, "", f"Ceilings: {ceil}", ""] + rows + ["", END])
+def package_block(ceil: str, rows: list[str], lanes: list[str]) -> str:
+    where = ["", LANES_HEADING, ""] + lanes if lanes else []
+    return "\n".join([BEGIN, "", f"Ceilings: {ceil}", ""] + rows + where + ["", END])
 
 
 def main(argv: list[str] | None = None) -> int:

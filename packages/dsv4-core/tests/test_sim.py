@@ -28,6 +28,9 @@ def test_selftest_gives_known_numbers():
     err, run = sim.isolated(sim.selftest)
     assert err == 0.0
     assert run is not None and run.values and run.aicore_us > 0 and run.cores >= 1
+    ln = run.lanes
+    assert ln is not None and ln.span_us == run.aicore_us and ln.vec_tasks + ln.cube_tasks == run.tasks
+    assert 0 < ln.busy("vector") <= 1
 
 
 def test_compile_error_is_contained():

@@ -5,6 +5,7 @@ kernels and its host side, at serving-size caches.
     m.kernel_us        # the cost model's µs of every kernel the call launched, summed
     m.host_us          # host wall time of the call outside the kernels (this process)
     m.prepared_bytes   # bytes of the kernels' arguments the host built (not a caller's cache)
+    m.lanes            # per kernel: where its modelled time goes (`sim.Lanes`, the swim lanes)
 
 The kernels run on the cost model alone (`values=False`: outputs untouched), so caches may
 be allocated with `torch.empty` at any size without touching their pages. `charge` adds
@@ -32,6 +33,7 @@ class Measured:
     launches: tuple[str, ...]  # kernel names, in launch order
     cores: int = 0
     result: Any = None
+    lanes: tuple = ()  # (kernel name, sim.Lanes | None) per launch: where each kernel's time goes
 
 
 def measure(call: Callable[[], Any], *, given: Sequence[torch.Tensor] = (), host_repeats: int = 3) -> Measured:
@@ -71,7 +73,8 @@ def measure(call: Callable[[], Any], *, given: Sequence[torch.Tensor] = (), host
         raise RuntimeError(f"measure: the call launched {len(runs)} kernel(s) and the cost model timed "
                            f"{sum(u is not None for u in us)} of them")
     return Measured(kernel_us=float(sum(us)), host_us=min(host) * 1e6, prepared_bytes=watched.prepared_bytes(*given),
-                    launches=tuple(r.name for r in runs), cores=max(r.cores for r in runs), result=out)
+                    launches=tuple(r.name for r in runs), cores=max(r.cores for r in runs), result=out,
+                    lanes=tuple((r.name, r.lanes) for r in runs))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,4 +114,5 @@ def outcome(module: str, case: str, m: Measured, *, nbytes: float, flops: float,
     c = charge(m, gathered_bytes=gather_bytes)
     host = f"host: {m.prepared_bytes / 1e6:.2f} MB prepared, {m.host_us:.0f} µs CPU wall"
     return BenchOutcome(module, case, m.kernel_us, nbytes, flops, cores=m.cores,
-                        note=f"{note}; {host}" if note else host, gather_us=c.gather_us, host_us=c.prepared_us)
+                        note=f"{note}; {host}" if note else host, gather_us=c.gather_us, host_us=c.prepared_us,
+                        lanes=list(m.lanes))

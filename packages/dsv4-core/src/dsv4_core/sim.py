@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .chip import AICORE_MHZ
+from .lanes import Lanes, lanes_of
 
 # ExpandFunction is left out: its check flags every matmul output that feeds a vector op in
 # 0.2.0, even on full tiles. The tolerance is one bf16 ulp (pass outputs are bf16 tiles whose
@@ -67,6 +68,7 @@ class KernelRun:
     tasks: int
     values: bool  # True when the interpreter computed the outputs
     verify_dir: str | None  # where pass-level verdicts will appear
+    lanes: Lanes | None = None  # where the modelled time goes (cost model's swim lanes)
 
 
 _state: dict[str, Any] = {"hooked": False, "calc": False, "out": None, "last": None, "vdirs": []}
@@ -174,26 +176,20 @@ def _latest_sim_dir(root: str, since: float) -> str | None:
     return max(dirs, key=os.path.getmtime) if dirs else None
 
 
-def parse_cost_model(sim_dir: str) -> dict[str, float]:
+def parse_cost_model(sim_dir: str) -> dict[str, Any]:
     """Read the cost model's swim-lane JSON and stat report."""
     with open(os.path.join(sim_dir, "_simulate.swim.json")) as f:
-        lanes = json.load(f)
-    starts, ends, cores, tasks = [], [], set(), 0
-    for lane in lanes:
-        if lane.get("coreType") not in ("AIC", "AIV"):
-            continue
-        for t in lane.get("tasks", []):
-            starts.append(t["execStart"])
-            ends.append(t["execEnd"])
-            tasks += 1
-            cores.add((lane["coreType"], lane.get("blockIdx")))
+        swim = json.load(f)
+    cores = {(lane["coreType"], lane.get("blockIdx")) for lane in swim
+             if lane.get("coreType") in ("AIC", "AIV") and lane.get("tasks")}
+    lanes = lanes_of(swim)
     total = None
     rep = os.path.join(sim_dir, "_simulate.stat.report.txt")
     if os.path.exists(rep):
         m = re.search(r"Total Cycles\.+:\s+(\d+)", open(rep).read())
         total = int(m.group(1)) / AICORE_MHZ if m else None
-    e2e = (max(ends) - min(starts)) / AICORE_MHZ if starts else None
-    return {"aicore_us": e2e, "total_us": total, "cores": len(cores), "tasks": tasks}
+    return {"aicore_us": lanes.span_us if lanes else None, "total_us": total, "cores": len(cores),
+            "tasks": lanes.cube_tasks + lanes.vec_tasks if lanes else 0, "lanes": lanes}
 
 
 def run(kernel: Callable, args: Sequence[Any], *, name: str = "kernel", values: bool = True,
@@ -231,7 +227,7 @@ def run(kernel: Callable, args: Sequence[Any], *, name: str = "kernel", values: 
     with _quiet(root):
         kernel(*args)
     sd = _latest_sim_dir(root, t0)
-    cm = parse_cost_model(sd) if sd else {"aicore_us": None, "total_us": None, "cores": 0, "tasks": 0}
+    cm = parse_cost_model(sd) if sd else {"aicore_us": None, "total_us": None, "cores": 0, "tasks": 0, "lanes": None}
     if sd and os.environ.get("DSV4_KEEP_SIM") != "1":  # keep the swim lanes for analysis when asked
         shutil.rmtree(os.path.dirname(sd), ignore_errors=True)  # 1-25 MB per kernel
     r = KernelRun(name=name, values=values, verify_dir=vdir, **cm)

@@ -1,0 +1,139 @@
+"""Where a kernel's modelled time goes, read off pypto's cost-model swim lanes
+(`_simulate.swim.json`: one lane per core, each task with its start and end cycle).
+
+`Lanes` sums a run per core kind (every `sim.run` carries one); `timeline` shows which
+kind of core was busy when. Keep a run's swim lanes with `DSV4_KEEP_SIM=1` (they are
+written under `TILE_FWK_OUTPUT_DIR`) and print both:
+
+    python -m dsv4_core.lanes DIR [--bin 20]    # a swim-lane JSON, or a directory above kept runs
+"""
+
+import argparse
+import dataclasses
+import glob
+import json
+import math
+import os
+import sys
+
+from .chip import AICORE_MHZ, CUBE_CORES, VECTOR_CORES
+
+_KINDS = {"AIC": "cube", "AIV": "vector"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Lanes:
+    """Where a kernel's modelled time goes, read off the cost model's swim lanes: the span
+    (first task start to last task end) and, per core kind, how many tasks ran and how long
+    they kept the cores busy. `floor_us` of a kind is its busy time spread evenly over all
+    its cores: the span could not be shorter. A span well above both floors waits on
+    dependencies (tasks issued one after another), one near the vector floor is bound by
+    the number of vector tasks (each costs about the same whatever its tile size)."""
+
+    span_us: float
+    cube_tasks: int
+    cube_busy_us: float
+    vec_tasks: int
+    vec_busy_us: float
+
+    @property
+    def cube_floor_us(self) -> float:
+        return self.cube_busy_us / CUBE_CORES
+
+    @property
+    def vec_floor_us(self) -> float:
+        return self.vec_busy_us / VECTOR_CORES
+
+    def busy(self, kind: str) -> float:
+        """Fraction of the span the cores of `kind` ("cube" / "vector") were busy."""
+        floor = self.cube_floor_us if kind == "cube" else self.vec_floor_us
+        return floor / self.span_us if self.span_us > 0 else 0.0
+
+    def limit(self) -> str:
+        """What bounds the span, in words: the busier pipe when it is at least two thirds
+        busy, else the dependency chain."""
+        kind = "vector" if self.vec_floor_us >= self.cube_floor_us else "cube"
+        if self.busy(kind) >= 2 / 3:
+            return f"{kind} tasks"
+        return "dependencies"
+
+    def describe(self) -> str:
+        vmean = self.vec_busy_us / self.vec_tasks if self.vec_tasks else 0.0
+        cmean = self.cube_busy_us / self.cube_tasks if self.cube_tasks else 0.0
+        return (f"span {self.span_us:.1f} µs; cube {self.cube_tasks} tasks × {cmean:.1f} µs, busy "
+                f"{self.busy('cube'):.0%}; vector {self.vec_tasks} tasks × {vmean:.1f} µs, busy "
+                f"{self.busy('vector'):.0%}; bound by {self.limit()}")
+
+
+def lanes_of(swim: list) -> Lanes | None:
+    """`Lanes` of a cost-model swim-lane list (`_simulate.swim.json`); None without tasks."""
+    starts, ends = [], []
+    busy = {"AIC": 0.0, "AIV": 0.0}
+    count = {"AIC": 0, "AIV": 0}
+    for lane in swim:
+        kind = lane.get("coreType")
+        if kind not in busy:
+            continue
+        for t in lane.get("tasks", []):
+            starts.append(t["execStart"])
+            ends.append(t["execEnd"])
+            busy[kind] += (t["execEnd"] - t["execStart"]) / AICORE_MHZ
+            count[kind] += 1
+    if not starts:
+        return None
+    return Lanes(span_us=(max(ends) - min(starts)) / AICORE_MHZ, cube_tasks=count["AIC"],
+                 cube_busy_us=busy["AIC"], vec_tasks=count["AIV"], vec_busy_us=busy["AIV"])
+
+
+def _tasks(swim: list) -> list[tuple[str, float, float]]:
+    return [(_KINDS[lane["coreType"]], t["execStart"] / AICORE_MHZ, t["execEnd"] / AICORE_MHZ)
+            for lane in swim if lane.get("coreType") in _KINDS for t in lane.get("tasks", [])]
+
+
+def timeline(swim: list, bin_us: float = 20.0) -> list[tuple[float, float, float]]:
+    """[(bin start µs from the first task, cube busy fraction, vector busy fraction)] over
+    bins of `bin_us`: the phases of a kernel (a vector-only stretch, then the cube, ...)."""
+    tasks = _tasks(swim)
+    if not tasks:
+        return []
+    t0 = min(a for _, a, _ in tasks)
+    n = max(1, math.ceil((max(b for _, _, b in tasks) - t0) / bin_us))
+    busy = {"cube": [0.0] * n, "vector": [0.0] * n}
+    for kind, a, b in tasks:
+        a, b = a - t0, b - t0
+        i = int(a // bin_us)
+        while i < n and i * bin_us < b:
+            busy[kind][i] += min(b, (i + 1) * bin_us) - max(a, i * bin_us)
+            i += 1
+    return [(i * bin_us, busy["cube"][i] / (bin_us * CUBE_CORES), busy["vector"][i] / (bin_us * VECTOR_CORES))
+            for i in range(n)]
+
+
+def _swim_files(path: str) -> list[str]:
+    if os.path.isfile(path):
+        return [path]
+    return sorted(glob.glob(os.path.join(path, "**", "_simulate.swim.json"), recursive=True), key=os.path.getmtime)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m dsv4_core.lanes")
+    ap.add_argument("path", help="a swim-lane JSON, or a directory holding kept runs")
+    ap.add_argument("--bin", type=float, default=20.0, help="µs per timeline row")
+    a = ap.parse_args(argv)
+    files = _swim_files(a.path)
+    if not files:
+        print(f"no _simulate.swim.json under {a.path} (run with DSV4_KEEP_SIM=1)", file=sys.stderr)
+        return 1
+    for f in files:
+        with open(f) as fh:
+            swim = json.load(fh)
+        ln = lanes_of(swim)
+        print(f"{f}\n  {ln.describe() if ln else 'no tasks'}")
+        for start, cube, vec in timeline(swim, a.bin):
+            print(f"  {start:7.0f} µs  cube {cube:4.0%} {'#' * round(cube * 20):<20}  vector {vec:4.0%} "
+                  f"{'#' * round(vec * 20)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
