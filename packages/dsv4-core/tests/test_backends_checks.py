@@ -77,3 +77,15 @@ def test_launch_and_run_mode_take_kernel_backends_only():
             run_mode(bad)
         with pytest.raises(ValueError, match="backend must be 'npu' or 'sim'"):
             launch(lambda *a: None, [], backend=bad)
+
+
+def test_on_device_moves_only_what_lives_elsewhere():
+    from dsv4_core import contract
+    from dsv4_core.backends import on_device
+
+    t = torch.arange(3)
+    with contract.no_readback():  # a tensor already there: no .to() call at all
+        assert on_device(t, "cpu") is t
+        assert on_device(t, torch.device("cpu")) is t
+    moved = on_device(t, "meta")  # elsewhere: moved
+    assert moved.device == torch.device("meta") and moved is not t

@@ -33,6 +33,21 @@ def test_selftest_gives_known_numbers():
     assert 0 < ln.busy("vector") <= 1
 
 
+def _die(how):
+    import os
+    import signal
+
+    if how == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    os._exit(3)
+
+
+@pytest.mark.parametrize("how, says", [("kill", "SIGKILL: most likely out of memory"), ("exit", "exit code 3")])
+def test_a_dead_child_says_why(how, says):
+    with pytest.raises(sim.SimError, match=says):
+        sim.isolated(_die, how)
+
+
 def test_compile_error_is_contained():
     with pytest.raises(sim.SimError):
         sim.isolated(_broken_kernel)

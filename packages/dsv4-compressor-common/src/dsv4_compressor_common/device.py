@@ -25,15 +25,10 @@ import dataclasses
 
 import torch
 
+from dsv4_core.backends import on_device
 from dsv4_rope_tables import frequencies, profile_for_ratio
 
 from .pooling import coff, window_positions, window_size
-
-
-def on(t: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """`t` on `device`: a host→device copy of small metadata when it lives elsewhere, itself
-    otherwise (never a `.to(...)` call on a tensor already there)."""
-    return t if t.device == torch.device(device) else t.to(device)
 
 
 @dataclasses.dataclass
@@ -101,7 +96,7 @@ def kernel_meta(ratio: int, head_dim: int, start_pos: torch.Tensor, seq: int, st
     exists = closing < (start + S)[:, None]
     slot_pos, half = window_positions(torch.zeros(0, dtype=torch.int64), R)  # geometry only
     offs = torch.arange(W, dtype=torch.int64, device=dev) - (W - 1)
-    half = on(half, dev)
+    half = on_device(half, dev)
     if swap_halves:
         half = 1 - half if R == 4 else half
     sp = closing[:, :, None] + offs[None, None, :]  # [B, K, W]
@@ -158,7 +153,7 @@ def rope_on_device(cfg, ratio: int, positions: torch.Tensor) -> tuple[torch.Tens
     cos / sin, fp32 rounding)."""
     profile = profile_for_ratio(cfg, ratio)
     pos = positions.reshape(-1)
-    freqs = on(frequencies(profile), pos.device)
+    freqs = on_device(frequencies(profile), pos.device)
     ang = (pos.to(torch.float32)[:, None] * freqs[None, :]).to(torch.float64)
     sign = torch.ones(profile.dim, dtype=torch.float64, device=pos.device)
     sign[0::2] = -1.0

@@ -12,11 +12,11 @@ from typing import NamedTuple
 import torch
 
 from dsv4_core import AttentionConfig
-from dsv4_core.backends import launch, run_mode
+from dsv4_core.backends import launch, on_device, run_mode
 from dsv4_rope_tables import profile_for_ratio, rope_rows
 from dsv4_rope_tables.pypto_block import swap_index
 
-from .device import KernelMeta, kernel_meta, masked_scatter, on, rope_on_device, write_tags
+from .device import KernelMeta, kernel_meta, masked_scatter, rope_on_device, write_tags
 from .hadamard import hadamard_halves
 from .kernel import build_pool_kernel, build_project_kernel, pool_tile, project_tile
 from .paging import Plan, gather_slots, plan_step, write_caches
@@ -108,12 +108,12 @@ def compute_kernel(cfg: AttentionConfig, meta: KernelMeta, backend: str, x2d, wk
     nt = pool_tile(cfg, ratio, N, rotate=rotate)
     m = meta.padded(nt)
     cos, sin = rope_on_device(cfg, ratio, m.rope_pos + rope_shift)
-    had = [on(h, dev) for h in hadamard_halves(HD, cfg.rope_dim)] if rotate else []
+    had = [on_device(h, dev) for h in hadamard_halves(HD, cfg.rope_dim)] if rotate else []
     out = torch.zeros(m.kv_state.shape[0], HD, dtype=torch.bfloat16, device=dev)
     run(build_pool_kernel(cfg, ratio, run_mode=mode, windows=N, head_dim=HD, rotate=rotate),
         [state.view(-1, HD), kv_rows.view(-1, HD), score_rows.view(-1, HD), m.kv_state, m.score_state, m.tok,
-         m.from_state, m.valid, on(norm_weight.float().reshape(1, -1), dev), cos, sin,
-         on(swap_index(cfg.rope_dim), dev), *had, *masked_scatter(m.cmp_rows, nt), out, cmp_kv.view(-1, HD)],
+         m.from_state, m.valid, on_device(norm_weight.float().reshape(1, -1), dev), cos, sin,
+         on_device(swap_index(cfg.rope_dim), dev), *had, *masked_scatter(m.cmp_rows, nt), out, cmp_kv.view(-1, HD)],
         f"compressor_ratio{ratio}_pool" + ("_rotate" if rotate else ""))
     return StepValues(kv_rows, score_rows, out[:N])
 
@@ -121,8 +121,8 @@ def compute_kernel(cfg: AttentionConfig, meta: KernelMeta, backend: str, x2d, wk
 def kernel_meta_for(cfg: AttentionConfig, ratio: int, start_pos: torch.Tensor, seq: int, state, state_block_table,
                     cmp_slot_mapping, cmp_kv, *, head_dim: int | None = None, swap_halves: bool = False) -> KernelMeta:
     dev = state.device
-    return kernel_meta(ratio, head_dim or cfg.head_dim, on(start_pos, dev), seq, on(state_block_table, dev),
-                       on(cmp_slot_mapping, dev),
+    return kernel_meta(ratio, head_dim or cfg.head_dim, on_device(start_pos, dev), seq, on_device(state_block_table, dev),
+                       on_device(cmp_slot_mapping, dev),
                        state_blocks=state.shape[0], state_page=state.shape[1],
                        cmp_rows_total=cmp_kv.shape[0] * cmp_kv.shape[1], swap_halves=swap_halves)
 
@@ -166,5 +166,5 @@ def tokens_out(meta: KernelMeta, entries: torch.Tensor) -> tuple[torch.Tensor, t
     windows' entries, on their device (a window that does not exist lands on a dropped row)."""
     T = meta.positions.numel()
     out = torch.zeros(T + 1, entries.shape[-1], dtype=entries.dtype, device=entries.device)
-    out.index_copy_(0, on(meta.win_tok, entries.device), entries)
-    return out[:T], on(meta.closes, entries.device)
+    out.index_copy_(0, on_device(meta.win_tok, entries.device), entries)
+    return out[:T], on_device(meta.closes, entries.device)

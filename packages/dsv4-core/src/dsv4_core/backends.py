@@ -14,6 +14,8 @@ import importlib.util
 import shutil
 from typing import Literal
 
+import torch
+
 Backend = Literal["npu", "sim", "torch", "auto"]
 BACKENDS: tuple[str, ...] = ("npu", "sim", "torch", "auto")
 # what the `sim` extra (`pip install 'dsv4-core[sim]'`) brings: pypto's simulator tooling
@@ -32,7 +34,6 @@ def npu_unavailable_reasons() -> list[str]:
         reasons.append("torch_npu is not installed")
     else:
         try:
-            import torch
             import torch_npu  # noqa: F401
 
             if not torch.npu.is_available():  # type: ignore[attr-defined]
@@ -126,3 +127,10 @@ def launch(kernel, args, *, backend: str, name: str = "kernel", values: bool = T
         kernel(*args)
         return None
     raise ValueError(f"launch: backend must be 'npu' or 'sim', got {backend!r}")
+
+
+def on_device(t: torch.Tensor, device) -> torch.Tensor:
+    """`t` on `device`: a host→device copy of small metadata when it lives elsewhere, `t`
+    itself otherwise (no `.to(...)` call on a tensor already there, so nothing is read back:
+    `contract.no_readback` refuses every `.to("cpu")`)."""
+    return t if t.device == torch.device(device) else t.to(device)

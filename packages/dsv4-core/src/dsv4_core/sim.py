@@ -308,6 +308,17 @@ def _child_init(root: str) -> None:
     os.environ["TILE_FWK_OUTPUT_DIR"] = root  # before the child imports pypto
 
 
+def _death(procs: list) -> str:
+    """Why a child died, from its exit code: SIGKILL is what the system's out-of-memory killer
+    sends (a large case whose simulator outgrew the memory); anything else is a pypto crash."""
+    for p in procs:
+        p.join(timeout=5)
+    codes = [p.exitcode for p in procs if p.exitcode is not None]
+    if -9 in codes:
+        return "killed with SIGKILL: most likely out of memory"
+    return f"exit code {codes[0] if codes else 'unknown'}: a pypto crash; see ~/ascend/log/debug/plog"
+
+
 def isolated(fn: Callable, *args: Any, **kwargs: Any) -> tuple[Any, KernelRun | None]:
     """Run `fn(*args, **kwargs)` in a fresh process (a pypto compile error poisons the
     process it happens in) and return (result, the child's last KernelRun). After the child
@@ -319,11 +330,13 @@ def isolated(fn: Callable, *args: Any, **kwargs: Any) -> tuple[Any, KernelRun | 
     try:
         with ProcessPoolExecutor(max_workers=1, mp_context=ctx, initializer=_child_init,
                                  initargs=(root,)) as pool:
+            fut = pool.submit(_child, fn, args, kwargs)
+            procs = list((getattr(pool, "_processes", None) or {}).values())  # to read an exit code
             try:
-                result, vdirs, last = pool.submit(_child, fn, args, kwargs).result()
+                result, vdirs, last = fut.result()
             except BrokenProcessPool as e:
                 raise SimError(f"the simulator process died while running {getattr(fn, '__name__', fn)} "
-                               "(a pypto crash; see ~/ascend/log/debug/plog)") from e
+                               f"({_death(procs)})") from e
         check_verify_dirs(vdirs)
     finally:
         if os.environ.get("DSV4_KEEP_SIM") != "1":

@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 
 from dsv4_core import AttentionConfig, resolve_backend
+from dsv4_core.backends import on_device
 from dsv4_core.config import kind_for_ratio
 from dsv4_sparse_attn_common import (
     ROPE_ABI_CONSUMED,
@@ -31,7 +32,6 @@ from dsv4_sparse_attn_common import (
     validate_attention_args,
 )
 from dsv4_sparse_attn_common import write_window_cache as _write_window_cache
-from dsv4_sparse_attn_common.kernel import on_device
 
 __version__ = "0.3.4"
 # ROPE_ABI_CONSUMED: the family's (its kernel and golden do the rotation; it checks the ABI at import)

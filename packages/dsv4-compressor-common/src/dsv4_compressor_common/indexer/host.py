@@ -13,10 +13,10 @@ import math
 import torch
 
 from dsv4_core import AttentionConfig
+from dsv4_core.backends import on_device
 from dsv4_core.checks import check_tensor
 from dsv4_rope_tables import frequencies, profile_for_ratio, rope_rows
 
-from ..device import on
 from ..hadamard import hadamard_halves
 from .reference import RATIO
 
@@ -95,7 +95,7 @@ def rope_rows_on_device(cfg, positions: torch.Tensor, validate: bool) -> tuple[t
     if validate:
         cos, sin = rope_rows(profile, pos)
         return cos.to(pos.device), sin.to(pos.device)
-    freqs = on(frequencies(profile), pos.device)  # host constants, uploaded when the positions live elsewhere
+    freqs = on_device(frequencies(profile), pos.device)  # host constants, uploaded when the positions live elsewhere
     ang = (pos.to(torch.float32)[:, None] * freqs[None, :]).to(torch.float64)
     sign = torch.ones(profile.dim, dtype=torch.float64, device=pos.device)
     sign[0::2] = -1.0
@@ -149,7 +149,7 @@ def run_queries(cfg, backend: str, x, qr, wq_b, weights_proj, cos, sin, rows: in
     q = torch.empty(rows * H, D, dtype=torch.bfloat16, device=dev)
     w = torch.empty(rows, H, dtype=torch.float32, device=dev)
     args = [_pad_rows(qr, rows), wq_b.contiguous(), _pad_rows(x, rows), weights_proj.contiguous(),
-            _pad_rows(cos, rows), _pad_rows(sin, rows), on(swap_index(R), dev), had_nope, had_rope, q, w]
+            _pad_rows(cos, rows), _pad_rows(sin, rows), on_device(swap_index(R), dev), had_nope, had_rope, q, w]
     launch(build_query_kernel(cfg, run_mode(backend)), args, backend, "index_query", values)
     return q, w
 
@@ -187,7 +187,7 @@ def run_scores(cfg, backend: str, q2d, w, visible, cache, group_table, group: in
     table, base = table_metadata(group_table, P, bs)
     rows = NG * group
     scores = torch.empty(rows, Mp * bs, dtype=torch.float32, device=dev)
-    vis = on(visible.reshape(-1, 1), dev).to(torch.float32).contiguous()
+    vis = on_device(visible.reshape(-1, 1), dev).to(torch.float32).contiguous()
     c = torch.arange(PP * bs, dtype=torch.int32, device=dev).reshape(1, PP * bs)
     cpage, clane = (c // bs).contiguous(), (c % bs).contiguous()  # a chunk column's page and row in it
     args = [q2d[:rows * cfg.index_num_heads], block_weights(w[:rows], group), cache.view(P * bs, D), table, base, vis,
