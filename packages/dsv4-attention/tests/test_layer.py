@@ -137,3 +137,48 @@ def test_released_pages_are_reused_and_give_a_fresh_layers_output(kind):
     pools = [layer.ring_pool] + [p for c in (layer.cmp, layer.idx) if c for p in (c.state_pool, c.cmp_pool)]
     layer.release(8)
     assert all(p.free == p.size for p in pools)
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_validate_false_gives_the_same_bits(kind):
+    """validate=False (the modules read nothing back) computes what validate=True computes:
+    prefill chunks, then two requests decoded together."""
+    lid = KINDS[kind]
+    xa, xb = make_tokens(TINY, 150, seed=21), make_tokens(TINY, 60, seed=22)
+    outs = []
+    for validate in (True, False):
+        layer = _layer(lid, validate=validate)
+        ys = [layer.prefill(1, xa[:100]), layer.prefill(1, xa[100:140]), layer.prefill(2, xb[:50])]
+        for i in range(5):
+            ys.append(layer.decode([1, 2], torch.stack([xa[140 + 2 * i:142 + 2 * i], xb[50 + 2 * i:52 + 2 * i]])))
+        outs.append(ys)
+    for i, (a, b) in enumerate(zip(*outs)):
+        assert torch.equal(a, b), f"{kind} call {i}"
+
+
+@pytest.mark.parametrize("validate", [True, False])
+def test_validate_reaches_every_module_that_takes_it(validate, monkeypatch):
+    from dsv4_attention import modules
+
+    seen = []
+    names = ["prefill_compressor_ratio4", "prefill_indexer_compressor", "prefill_indexer", "prefill_sparse_attn",
+             "indexer_compressor", "indexer", "sparse_attn_csa"]
+    for name in names:
+        real = getattr(modules, name)
+        monkeypatch.setattr(modules, name, lambda *a, _f=real, _n=name, **kw: seen.append((_n, kw["validate"]))
+                            or _f(*a, **kw))
+    monkeypatch.setitem(modules._PREFILL_COMPRESSOR, 4, modules.prefill_compressor_ratio4)
+    real4 = modules._DECODE_COMPRESSOR[4]
+    monkeypatch.setitem(modules._DECODE_COMPRESSOR, 4, lambda *a, **kw: seen.append(("compressor_ratio4",
+                                                                                       kw["validate"])) or real4(*a, **kw))
+    layer = _layer(KINDS["csa"], validate=validate)
+    x = make_tokens(TINY, 40, seed=23)
+    layer.prefill(1, x[:38])
+    layer.decode([1], x[None, 38:40])
+    assert sorted({n for n, _ in seen}) == sorted(names + ["compressor_ratio4"])
+    assert {v for _, v in seen} == {validate}
+
+
+def test_validate_must_be_a_bool():
+    with pytest.raises(TypeError, match="validate must be a bool"):
+        _layer(0, validate="no")

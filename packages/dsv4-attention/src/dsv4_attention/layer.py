@@ -113,11 +113,16 @@ class AttentionLayer:
     weights: checkpoint names relative to the layer's attention module (with or without a
     `layers.{i}.attn.` prefix and a `.weight` suffix), bf16 / fp8 e4m3 + block scale
     (dequantised at load), norms bf16 or fp32 (`dsv4_attention.weights`). cmp_block: entries
-    per compressed-cache page. backend: "npu" / "sim" / "torch" / "auto", for every module."""
+    per compressed-cache page. backend: "npu" / "sim" / "torch" / "auto", for every module.
+    validate: passed to every module call that takes it. The layer builds every block table,
+    slot mapping and position itself from its own bookkeeping, so a serving engine may set
+    False: those modules then read nothing back from the device (`qkv_proj_rope` and the ring
+    write-back still check their positions). The layer's own checks of its arguments run
+    either way."""
 
     def __init__(self, config: AttentionConfig, layer_id: int, weights: Mapping[str, torch.Tensor], *,
                  max_requests: int, max_context: int, backend: str = "auto", cmp_block: int = 64,
-                 device: torch.device | str = "cpu"):
+                 device: torch.device | str = "cpu", validate: bool = True):
         if not isinstance(config, AttentionConfig):
             raise TypeError(f"config must be a dsv4_core.AttentionConfig, got {type(config).__name__}")
         for name, v in (("max_requests", max_requests), ("max_context", max_context), ("cmp_block", cmp_block)):
@@ -127,7 +132,9 @@ class AttentionLayer:
             raise ValueError(f"max_context ({max_context}) exceeds the config's max_position_embeddings "
                              f"({config.max_position_embeddings})")
         resolve_backend(backend)  # refuse an unknown or unavailable backend now
-        self.config, self.layer_id, self.backend = config, layer_id, backend
+        if not isinstance(validate, bool):
+            raise TypeError(f"validate must be a bool, got {validate!r}")
+        self.config, self.layer_id, self.backend, self.validate = config, layer_id, backend, validate
         self.ratio = config.compress_ratio(layer_id)
         self.kind = kind_for_ratio(self.ratio)
         self.max_requests, self.max_context, self.device = max_requests, max_context, torch.device(device)

@@ -32,6 +32,11 @@ def compressor_make_caches(ratio: int):
     return {4: _make_caches_4, 128: _make_caches_128}[ratio]
 
 
+def _opts(layer) -> dict:
+    """The keywords every module call after the projections takes from the layer."""
+    return {"backend": layer.backend, "validate": layer.validate}
+
+
 def _long(values, device) -> torch.Tensor:
     return torch.tensor(values, dtype=torch.int64, device=device)
 
@@ -57,19 +62,19 @@ def prefill_step(layer, req, x: torch.Tensor, start: int) -> torch.Tensor:
         _PREFILL_COMPRESSOR[layer.ratio](
             x, *_compressor_args(w, "compressor"), start, c.state, c.state_pos,
             c.state_table([req.state_pages])[0].to(dev), c.cmp,
-            _long(c.slot_mapping(req.cmp_pages, range(start, start + T)), dev), config=cfg, backend=layer.backend)
+            _long(c.slot_mapping(req.cmp_pages, range(start, start + T)), dev), config=cfg, **_opts(layer))
         extra = dict(cmp_kv=c.cmp, cmp_block_table=c.cmp_table([req.cmp_pages])[0].to(dev))
     if layer.kind == "csa":
         i = layer.idx
         prefill_indexer_compressor(
             x, *_compressor_args(w, "indexer.compressor"), start, i.state, i.state_pos,
             i.state_table([req.idx_state_pages])[0].to(dev), i.cmp,
-            _long(i.slot_mapping(req.idx_pages, range(start, start + T)), dev), config=cfg, backend=layer.backend)
+            _long(i.slot_mapping(req.idx_pages, range(start, start + T)), dev), config=cfg, **_opts(layer))
         layer.last_picks = prefill_indexer(x, qr, w["indexer.wq_b"], w["indexer.weights_proj"], start, i.cmp,
-                                           i.cmp_table([req.idx_pages])[0].to(dev), config=cfg, backend=layer.backend)
+                                           i.cmp_table([req.idx_pages])[0].to(dev), config=cfg, **_opts(layer))
         extra["topk_idxs"] = layer.last_picks
     y = prefill_sparse_attn(q, kv, layer.kv_cache, ring, start, w["attn_sink"], layer.wo_a, w["wo_b"],
-                            compress_ratio=layer.ratio, config=cfg, backend=layer.backend, **extra)
+                            compress_ratio=layer.ratio, config=cfg, **_opts(layer), **extra)
     prefill_update_window_cache(layer.kv_cache, ring, start, kv)
     return y
 
@@ -88,24 +93,24 @@ def decode_step(layer, reqs, x: torch.Tensor, start: list[int]) -> torch.Tensor:
             x, *_compressor_args(w, "compressor"), start_t, c.state, c.state_pos,
             c.state_table([r.state_pages for r in reqs]).to(dev), c.cmp,
             _long([c.slot_mapping(r.cmp_pages, range(s, s + S)) for r, s in zip(reqs, start)], dev),
-            config=cfg, backend=layer.backend)
+            config=cfg, **_opts(layer))
         cmp_table = c.cmp_table([r.cmp_pages for r in reqs]).to(dev)
     if layer.kind == "swa":
         y = sparse_attn_swa(q, kv, layer.kv_cache, ring, positions, w["attn_sink"], layer.wo_a, w["wo_b"],
-                            config=cfg, backend=layer.backend)
+                            config=cfg, **_opts(layer))
     elif layer.kind == "hca":
         y = sparse_attn_hca(q, kv, layer.kv_cache, ring, c.cmp, cmp_table, positions, w["attn_sink"], layer.wo_a,
-                            w["wo_b"], config=cfg, backend=layer.backend)
+                            w["wo_b"], config=cfg, **_opts(layer))
     else:
         i = layer.idx
         indexer_compressor(
             x, *_compressor_args(w, "indexer.compressor"), start_t, i.state, i.state_pos,
             i.state_table([r.idx_state_pages for r in reqs]).to(dev), i.cmp,
             _long([i.slot_mapping(r.idx_pages, range(s, s + S)) for r, s in zip(reqs, start)], dev),
-            config=cfg, backend=layer.backend)
+            config=cfg, **_opts(layer))
         topk = layer.last_picks = indexer(x2d, qr, w["indexer.wq_b"], w["indexer.weights_proj"], positions, i.cmp,
-                       i.cmp_table([r.idx_pages for r in reqs]).to(dev), config=cfg, backend=layer.backend)
+                       i.cmp_table([r.idx_pages for r in reqs]).to(dev), config=cfg, **_opts(layer))
         y = sparse_attn_csa(q, kv, layer.kv_cache, ring, c.cmp, cmp_table, topk, positions, w["attn_sink"],
-                            layer.wo_a, w["wo_b"], config=cfg, backend=layer.backend)
+                            layer.wo_a, w["wo_b"], config=cfg, **_opts(layer))
     decode_update_window_cache(layer.kv_cache, ring, positions, kv)
     return y.reshape(B, S, cfg.hidden_size)

@@ -19,7 +19,7 @@ from dsv4_rope_tables.pypto_block import swap_index
 
 from .reference import QKV, qkv_exact, qkv_reference
 
-__version__ = "0.2.3"
+__version__ = "0.2.4"
 ROPE_ABI_CONSUMED = "dsv4-rope/1"
 require_abi("dsv4-qkv-proj-rope", ROPE_ABI_CONSUMED)
 
