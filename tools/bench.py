@@ -23,15 +23,14 @@ LANES_HEADING = "Where the time goes (each kernel's cost-model swim lanes):"
 
 def lane_rows(case: str, lanes: list) -> list[str]:
     """One row per kernel of a case: its span, its cube and vector tasks, how busy each kind
-    of core was over the span, and what bounds it (`dsv4_core.sim.Lanes`)."""
+    of core was over the span, and what bounds it (`dsv4_core.lanes.Lanes`)."""
     rows = []
     for kernel, ln in lanes:
         if ln is None:
             rows.append(f"| {case} | {kernel} | no swim lanes | | | | | | |")
             continue
-        per = ln.vec_busy_us / ln.vec_tasks if ln.vec_tasks else 0.0
         rows.append(f"| {case} | {kernel} | {ln.span_us:.1f} | {ln.cube_tasks} | {ln.busy('cube'):.0%} | "
-                    f"{ln.vec_tasks} | {per:.1f} | {ln.busy('vector'):.0%} | {ln.limit()} |")
+                    f"{ln.vec_tasks} | {ln.vec_task_us:.1f} | {ln.busy('vector'):.0%} | {ln.limit()} |")
     return rows
 
 

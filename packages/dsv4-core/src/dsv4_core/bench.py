@@ -5,7 +5,7 @@ kernels and its host side, at serving-size caches.
     m.kernel_us        # the cost model's µs of every kernel the call launched, summed
     m.host_us          # host wall time of the call outside the kernels (this process)
     m.prepared_bytes   # bytes of the kernels' arguments the host built (not a caller's cache)
-    m.lanes            # per kernel: where its modelled time goes (`sim.Lanes`, the swim lanes)
+    m.lanes            # per kernel: where its modelled time goes (`lanes.Lanes`, the swim lanes)
 
 The kernels run on the cost model alone (`values=False`: outputs untouched), so caches may
 be allocated with `torch.empty` at any size without touching their pages. `charge` adds
@@ -33,7 +33,7 @@ class Measured:
     launches: tuple[str, ...]  # kernel names, in launch order
     cores: int = 0
     result: Any = None
-    lanes: tuple = ()  # (kernel name, sim.Lanes | None) per launch: where each kernel's time goes
+    lanes: tuple = ()  # (kernel name, lanes.Lanes | None) per launch: where each kernel's time goes
 
 
 def measure(call: Callable[[], Any], *, given: Sequence[torch.Tensor] = (), host_repeats: int = 3) -> Measured:

@@ -54,7 +54,7 @@ class BenchOutcome:
     note: str = ""
     gather_us: float = 0.0
     host_us: float = 0.0
-    lanes: list = dataclasses.field(default_factory=list)  # [(kernel, sim.Lanes | None)]: the swim lanes
+    lanes: list = dataclasses.field(default_factory=list)  # [(kernel, lanes.Lanes | None)]: the swim lanes
 
     @property
     def total_us(self) -> float:

@@ -57,37 +57,40 @@ class Lanes:
             return f"{kind} tasks"
         return "dependencies"
 
+    @property
+    def cube_task_us(self) -> float:
+        """Mean µs of a cube task (0 without any)."""
+        return self.cube_busy_us / self.cube_tasks if self.cube_tasks else 0.0
+
+    @property
+    def vec_task_us(self) -> float:
+        """Mean µs of a vector task (0 without any)."""
+        return self.vec_busy_us / self.vec_tasks if self.vec_tasks else 0.0
+
     def describe(self) -> str:
-        vmean = self.vec_busy_us / self.vec_tasks if self.vec_tasks else 0.0
-        cmean = self.cube_busy_us / self.cube_tasks if self.cube_tasks else 0.0
-        return (f"span {self.span_us:.1f} µs; cube {self.cube_tasks} tasks × {cmean:.1f} µs, busy "
-                f"{self.busy('cube'):.0%}; vector {self.vec_tasks} tasks × {vmean:.1f} µs, busy "
+        return (f"span {self.span_us:.1f} µs; cube {self.cube_tasks} tasks × {self.cube_task_us:.1f} µs, busy "
+                f"{self.busy('cube'):.0%}; vector {self.vec_tasks} tasks × {self.vec_task_us:.1f} µs, busy "
                 f"{self.busy('vector'):.0%}; bound by {self.limit()}")
+
+
+def _tasks(swim: list) -> list[tuple[str, float, float]]:
+    """(core kind, start µs, end µs) of every cube and vector task of a swim-lane list."""
+    return [(_KINDS[lane["coreType"]], t["execStart"] / AICORE_MHZ, t["execEnd"] / AICORE_MHZ)
+            for lane in swim if lane.get("coreType") in _KINDS for t in lane.get("tasks", [])]
 
 
 def lanes_of(swim: list) -> Lanes | None:
     """`Lanes` of a cost-model swim-lane list (`_simulate.swim.json`); None without tasks."""
-    starts, ends = [], []
-    busy = {"AIC": 0.0, "AIV": 0.0}
-    count = {"AIC": 0, "AIV": 0}
-    for lane in swim:
-        kind = lane.get("coreType")
-        if kind not in busy:
-            continue
-        for t in lane.get("tasks", []):
-            starts.append(t["execStart"])
-            ends.append(t["execEnd"])
-            busy[kind] += (t["execEnd"] - t["execStart"]) / AICORE_MHZ
-            count[kind] += 1
-    if not starts:
+    tasks = _tasks(swim)
+    if not tasks:
         return None
-    return Lanes(span_us=(max(ends) - min(starts)) / AICORE_MHZ, cube_tasks=count["AIC"],
-                 cube_busy_us=busy["AIC"], vec_tasks=count["AIV"], vec_busy_us=busy["AIV"])
-
-
-def _tasks(swim: list) -> list[tuple[str, float, float]]:
-    return [(_KINDS[lane["coreType"]], t["execStart"] / AICORE_MHZ, t["execEnd"] / AICORE_MHZ)
-            for lane in swim if lane.get("coreType") in _KINDS for t in lane.get("tasks", [])]
+    busy = {"cube": 0.0, "vector": 0.0}
+    count = {"cube": 0, "vector": 0}
+    for kind, a, b in tasks:
+        busy[kind] += b - a
+        count[kind] += 1
+    return Lanes(span_us=max(b for _, _, b in tasks) - min(a for _, a, _ in tasks), cube_tasks=count["cube"],
+                 cube_busy_us=busy["cube"], vec_tasks=count["vector"], vec_busy_us=busy["vector"])
 
 
 def timeline(swim: list, bin_us: float = 20.0) -> list[tuple[float, float, float]]:

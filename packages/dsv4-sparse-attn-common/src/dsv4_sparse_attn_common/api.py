@@ -14,11 +14,12 @@ from typing import Any, Callable, NamedTuple
 import torch
 
 from dsv4_core import resolve_backend
+from dsv4_core.backends import on_device
 from dsv4_rope_tables import profile_for_ratio, rope_rows
 from dsv4_rope_tables.tables import frequencies
 
 from .indexing import check_positions_grid, index_rows, index_rows_unchecked, prepare, resolve_rows
-from .kernel import KernelInputs, on_device, run_sparse_attn
+from .kernel import KernelInputs, run_sparse_attn
 from .reference import sparse_attention_exact, sparse_attention_reference
 from .validate import validate_attention_args
 
