@@ -182,8 +182,8 @@ def test_resolve_rows_refuses_and_masks():
     assert out[1].tolist() == [W + 5, -1, -1]
 
 
-def test_kv_tile_fewest_tiles_of_at_most_768():
-    assert [kv_tile(k) for k in (1, 128, 130, 640, 648, 1152, 8320)] == [128, 128, 256, 640, 768, 640, 768]
+def test_kv_tile_fewest_tiles_of_at_most_1024_in_64_row_steps():
+    assert [kv_tile(k) for k in (1, 128, 130, 640, 648, 783, 1152, 8320)] == [128, 128, 192, 640, 704, 832, 576, 960]
 
 
 def test_pad_rows():

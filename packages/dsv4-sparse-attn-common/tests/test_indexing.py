@@ -134,3 +134,71 @@ def test_token_meta_from_shapes():
     assert meta[:4, 0].tolist() == [0, 0, 2, 2] and meta[:4, 1].tolist() == [0, 1, 0, 1]
     assert meta[:4, 2].tolist() == [150, 150, 2, 2] and (meta[4:, 2] == 0).all()
     assert (meta[:, 3] == 3 * W).all() and (meta[:, 4] == 5).all() and (meta[:, 5] == W + 2).all()
+
+
+@pytest.mark.parametrize("positions,group", [([[520, 521]], 2), ([[5, 6], [300, 301]], 2), ([[3, 4, 5, 6, 7]], 4),
+                                             ([list(range(120, 140))], 16), ([list(range(0, 20))], 8)])
+def test_runs_share_one_window_layout_with_each_tokens_own_rows(positions, group):
+    """index rows with group > 1: each token sees exactly the window positions of the
+    per-token layout, and within a run every column holds one id or −1 (its union is
+    what the kernel gathers once)."""
+    p = torch.tensor(positions)
+    per_token = window_indices(p, W)
+    runs = window_indices(p, W, group)
+    assert runs.shape == (p.numel(), W - 1 + group)
+    for t in range(p.numel()):
+        assert sorted(runs[t][runs[t] >= 0].tolist()) == sorted(per_token[t][per_token[t] >= 0].tolist())
+    S = p.shape[1]
+    for b in range(p.shape[0]):
+        for s0 in range(0, S, group):
+            run = runs[b * S + s0:b * S + min(S, s0 + group)]
+            top = run.amax(0)
+            assert ((run == top) | (run == -1)).all()
+    assert torch.equal(index_rows(p, window=W, compress_ratio=0, group=group), runs)
+    with pytest.raises(ValueError, match="CSA index rows are per token"):
+        index_rows(p, window=W, compress_ratio=4, topk_idxs=torch.zeros(p.numel(), 2, dtype=torch.int32), group=group)
+
+
+def test_unchecked_runs_match_the_checked_ones():
+    from dsv4_sparse_attn_common import index_rows_unchecked
+
+    p = torch.tensor([[700, 701], [9, 10]])
+    h = index_rows(p, window=W, compress_ratio=128, group=2)
+    hu = index_rows_unchecked(p, window=W, compress_ratio=128, cmp_capacity=64, group=2)
+    assert hu.shape[1] == W + 1 + 64 and torch.equal(h[h >= 0], hu[:, :h.shape[1]][h >= 0])
+
+
+def test_share_group_runs_stay_inside_a_request():
+    from dsv4_sparse_attn_common import share_group
+
+    assert share_group(128, 64, 2) == 2  # decode: a request's S tokens
+    assert share_group(128, 4, 4) == 4
+    assert share_group(128, 1, 1024) == 16  # a prefill chunk: one attention tile per run
+    assert share_group(0, 1, 1024) == 16
+    assert share_group(128, 3, 3) == 1  # 3 does not divide the 16-token tile
+    assert share_group(0, 64, 2) == 1  # SWA decode: per token (a run's window pads wider)
+    assert share_group(4, 1, 1024) == 1  # CSA: each token's own top-k
+    assert share_group(128, 64, 1) == 1
+
+
+def test_group_meta_is_each_runs_union():
+    from dsv4_sparse_attn_common import group_meta
+
+    idx = torch.tensor([[5, -1, 7], [-1, 6, 7], [1, 2, -1], [-1, -1, -1]], dtype=torch.int32)
+    req = torch.tensor([3, 3, 0, 0], dtype=torch.int32)
+    meta = torch.tensor([[6.0, 0.0], [6.0, 1.0], [0.0, 0.0], [0.0, 0.0]]).repeat(1, 4)
+    gi, gr, gm = group_meta(idx, req, meta, 2)
+    assert gi.tolist() == [[5, 6, 7], [1, 2, -1]] and gr.tolist() == [3, 0]
+    assert gm[:, :2].tolist() == [[6.0, 1.0], [0.0, 0.0]]
+
+
+def test_gathered_bytes_count_a_runs_rows_once():
+    from dsv4_core import FLASH
+    from dsv4_sparse_attn_common import gathered_bytes
+
+    W, D = FLASH.window, FLASH.head_dim
+    per_token = gathered_bytes(FLASH, 128, W + 512)  # 640 columns: 2·W window rows + 512
+    assert per_token == 2 * 128 * (2 * W + 512) * D
+    runs = gathered_bytes(FLASH, 128, W + 1 + 512, group=2)  # 641 → 704 columns per run of 2
+    assert runs == 2 * 64 * (2 * (W + 1) + 704 - (W + 1)) * D
+    assert runs < per_token

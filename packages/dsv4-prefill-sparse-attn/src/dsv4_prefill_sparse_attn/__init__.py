@@ -29,11 +29,12 @@ from dsv4_sparse_attn_common import (
     kernel_inputs,
     resolve,
     run_sparse_attn,
+    share_group,
     validate_attention_args,
 )
 from dsv4_sparse_attn_common import write_window_cache as _write_window_cache
 
-__version__ = "0.3.5"
+__version__ = "0.3.6"
 # ROPE_ABI_CONSUMED: the family's (its kernel and golden do the rotation; it checks the ABI at import)
 
 __all__ = ["ROPE_ABI_CONSUMED", "build_indices", "chunk_positions", "prefill_sparse_attn", "update_window_cache",
@@ -105,9 +106,10 @@ def prefill_sparse_attn(q: torch.Tensor, kv: torch.Tensor, kv_cache: torch.Tenso
                             cmp_kv=cmp_kv, cmp_block_table=cmp_block_table, cmp_block_table_dims=1)
     be = resolve_backend(backend)
     name = f"prefill_sparse_attn_{kind}"
+    g = share_group(compress_ratio, 1, T)
     if be == "torch" or validate:
         # window columns, then compressed ones (the kernel's order; `build_indices` compacts them)
-        idx = index_rows(p, window=cfg.window, compress_ratio=compress_ratio, topk_idxs=topk_idxs)
+        idx = index_rows(p, window=cfg.window, compress_ratio=compress_ratio, topk_idxs=topk_idxs, group=g)
     if be == "torch":
         res = resolve(cfg, p, idx, kv=kv, kv_cache=kv_cache, block_table=block_table, compress_ratio=compress_ratio,
                       cmp_kv=cmp_kv, cmp_block_table=cmp_block_table)
@@ -120,7 +122,7 @@ def prefill_sparse_attn(q: torch.Tensor, kv: torch.Tensor, kv_cache: torch.Tenso
                              f"{compress_ratio}")
         cap = cmp_block_table.shape[-1] * cmp_kv.shape[1] if cmp_kv is not None else 0
         idx = index_rows_unchecked(on_device(p, q.device), window=cfg.window,
-                                   compress_ratio=compress_ratio, topk_idxs=topk_idxs, cmp_capacity=cap)
+                                   compress_ratio=compress_ratio, topk_idxs=topk_idxs, cmp_capacity=cap, group=g)
     ki = kernel_inputs(cfg, p, idx, kv=kv, kv_cache=kv_cache, block_table=block_table, compress_ratio=compress_ratio,
-                       cmp_kv=cmp_kv, cmp_block_table=cmp_block_table, validate=validate)
+                       cmp_kv=cmp_kv, cmp_block_table=cmp_block_table, validate=validate, group=g)
     return run_sparse_attn(cfg, be, q, ki, attn_sink, wo_a, wo_b, name=name)

@@ -17,6 +17,7 @@ from .api import (
     decode_golden,
     decode_kernel_inputs,
     decode_resolved,
+    decode_rows,
     kernel_inputs,
     resolve,
     rope_rows_unchecked,
@@ -47,10 +48,13 @@ from .kernel import (
     default_tiling,
     finalize_heads,
     fold_segments,
+    group_meta,
     grouped_oproj,
     kv_tile,
     pad_rows,
     run_sparse_attn,
+    share_group,
+    shared_segment,
     sink_softmax_tile,
     tile_segments,
     token_meta,
@@ -66,7 +70,7 @@ from .reference import (
 )
 from .validate import validate_attention_args
 
-__version__ = "0.1.6"
+__version__ = "0.1.7"
 ROPE_ABI_CONSUMED = "dsv4-rope/1"
 require_abi("dsv4-sparse-attn-common", ROPE_ABI_CONSUMED)
 
@@ -81,4 +85,5 @@ __all__ = [
     "window_indices", "write_window_cache", "check_window_write", "__version__", "check_positions_shape",
     "decode_kernel_inputs", "index_rows_unchecked", "kernel_inputs", "rope_rows_unchecked", "token_meta",
     "window_rows", "compressed_segment", "fold_segments", "tile_segments", "window_segment",
+    "decode_rows", "group_meta", "share_group", "shared_segment",
 ]

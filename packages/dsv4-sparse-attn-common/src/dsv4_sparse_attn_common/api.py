@@ -19,7 +19,7 @@ from dsv4_rope_tables import profile_for_ratio, rope_rows
 from dsv4_rope_tables.tables import frequencies
 
 from .indexing import check_positions_grid, index_rows, index_rows_unchecked, prepare, resolve_rows
-from .kernel import KernelInputs, run_sparse_attn
+from .kernel import KernelInputs, run_sparse_attn, share_group
 from .reference import sparse_attention_exact, sparse_attention_reference
 from .validate import validate_attention_args
 
@@ -66,11 +66,12 @@ def rope_rows_unchecked(profile, positions: torch.Tensor) -> tuple[torch.Tensor,
 def kernel_inputs(cfg, positions: torch.Tensor, indices: torch.Tensor, *, kv: torch.Tensor, kv_cache: torch.Tensor,
                   block_table: torch.Tensor, compress_ratio: int = 0, cmp_kv: torch.Tensor | None = None,
                   cmp_block_table: torch.Tensor | None = None, validate: bool = True,
-                  name: str = "indices") -> KernelInputs:
+                  name: str = "indices", group: int = 1) -> KernelInputs:
     """The kernel's view of a call: the caches as they are, the logical index rows and the
     RoPE rows at the query positions. validate=True first runs the value checks that read
     positions, indices and tables back (`resolve_rows`' refusals, the RoPE range);
-    validate=False reads nothing back (the kernel selects nothing for an out-of-range entry)."""
+    validate=False reads nothing back (the kernel selects nothing for an out-of-range entry).
+    `group`: the row-sharing runs the index rows were built with (`share_group`)."""
     prof = profile_for_ratio(cfg, compress_ratio)
     if validate:
         resolve_rows(indices, positions, window=cfg.window, ring_pages=block_table, num_ring_pages=kv_cache.shape[0],
@@ -82,7 +83,7 @@ def kernel_inputs(cfg, positions: torch.Tensor, indices: torch.Tensor, *, kv: to
         cos, sin = rope_rows_unchecked(prof, positions)
     dev = kv.device
     return KernelInputs(kv, kv_cache, block_table, on_device(positions, dev), on_device(indices, dev), compress_ratio,
-                        cmp_kv, cmp_block_table, on_device(cos, dev), on_device(sin, dev))
+                        cmp_kv, cmp_block_table, on_device(cos, dev), on_device(sin, dev), group)
 
 
 def attend(cfg, backend: str, q: torch.Tensor, res: Resolved, attn_sink: torch.Tensor, wo_a: torch.Tensor,
@@ -129,9 +130,10 @@ def decode_attention(q: torch.Tensor, kv: torch.Tensor, kv_cache: torch.Tensor, 
         raise ValueError(f"all tensors must be on one device: topk_idxs is on {topk_idxs.device}, q on {q.device}")
     be = resolve_backend(backend)
     tname = "indices" if topk_idxs is None else "topk_idxs"
+    g = share_group(compress_ratio, B, S)
     if be == "torch" or validate:
         p = check_positions_grid(positions)
-        idx = index_rows(p, window=cfg.window, compress_ratio=compress_ratio, topk_idxs=topk_idxs)
+        idx = index_rows(p, window=cfg.window, compress_ratio=compress_ratio, topk_idxs=topk_idxs, group=g)
     if be == "torch":
         res = resolve(cfg, p, idx, kv=kv, kv_cache=kv_cache, block_table=block_table, compress_ratio=compress_ratio,
                       cmp_kv=cmp_kv, cmp_block_table=cmp_block_table, name=tname)
@@ -147,16 +149,25 @@ def decode_attention(q: torch.Tensor, kv: torch.Tensor, kv_cache: torch.Tensor, 
         cap = cmp_block_table.shape[-1] * cmp_kv.shape[1] if cmp_kv is not None else 0
         p = positions
         idx = index_rows_unchecked(p, window=cfg.window, compress_ratio=compress_ratio, topk_idxs=topk_idxs,
-                                   cmp_capacity=cap)
+                                   cmp_capacity=cap, group=g)
     ki = kernel_inputs(cfg, p, idx, kv=kv, kv_cache=kv_cache, block_table=block_table, compress_ratio=compress_ratio,
-                       cmp_kv=cmp_kv, cmp_block_table=cmp_block_table, validate=validate, name=tname)
+                       cmp_kv=cmp_kv, cmp_block_table=cmp_block_table, validate=validate, name=tname, group=g)
     return run_sparse_attn(cfg, be, q, ki, attn_sink, wo_a, wo_b, name=name)
+
+
+def decode_rows(cfg, inputs: dict, *, compress_ratio: int) -> tuple[torch.Tensor, int]:
+    """The logical index rows `decode_attention` builds for a decode scenario's inputs, and
+    their row-sharing group."""
+    p = inputs["positions"]
+    g = share_group(compress_ratio, *p.shape)
+    return index_rows(p, window=cfg.window, compress_ratio=compress_ratio, topk_idxs=inputs.get("topk_idxs"),
+                      group=g), g
 
 
 def decode_resolved(cfg, inputs: dict, *, compress_ratio: int) -> Resolved:
     """`Resolved` of a decode scenario's inputs (the keys of `decode_attention`'s arguments)."""
     p = inputs["positions"]
-    idx = index_rows(p, window=cfg.window, compress_ratio=compress_ratio, topk_idxs=inputs.get("topk_idxs"))
+    idx, _ = decode_rows(cfg, inputs, compress_ratio=compress_ratio)
     return resolve(cfg, p, idx, kv=inputs["kv"], kv_cache=inputs["kv_cache"], block_table=inputs["block_table"],
                    compress_ratio=compress_ratio, cmp_kv=inputs.get("cmp_kv"),
                    cmp_block_table=inputs.get("cmp_block_table"))
@@ -165,10 +176,10 @@ def decode_resolved(cfg, inputs: dict, *, compress_ratio: int) -> Resolved:
 def decode_kernel_inputs(cfg, inputs: dict, *, compress_ratio: int) -> KernelInputs:
     """`KernelInputs` of a decode scenario's inputs (what `decode_attention` hands the kernel)."""
     p = inputs["positions"]
-    idx = index_rows(p, window=cfg.window, compress_ratio=compress_ratio, topk_idxs=inputs.get("topk_idxs"))
+    idx, g = decode_rows(cfg, inputs, compress_ratio=compress_ratio)
     return kernel_inputs(cfg, p, idx, kv=inputs["kv"], kv_cache=inputs["kv_cache"],
                          block_table=inputs["block_table"], compress_ratio=compress_ratio,
-                         cmp_kv=inputs.get("cmp_kv"), cmp_block_table=inputs.get("cmp_block_table"))
+                         cmp_kv=inputs.get("cmp_kv"), cmp_block_table=inputs.get("cmp_block_table"), group=g)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -66,22 +66,30 @@ def visible_entry_columns(positions: torch.Tensor, *, compress_ratio: int) -> to
     return torch.where(c < vis, c, torch.full_like(c, -1))
 
 
-def window_indices(positions: torch.Tensor, window: int) -> torch.Tensor:
+def window_indices(positions: torch.Tensor, window: int, group: int = 1) -> torch.Tensor:
     """Window index rows [B·S, W] int32 for positions [B, S] (a decode step of S tokens per
     request, or a prefill chunk as B=1, S=T).
 
     Token (b, s) at position p sees positions max(0, p−W+1) … p, oldest first, −1 after
     them when p < W−1. A position of this step (s' ≤ s) is the overlay index W + s'; an
-    older one is its ring slot pos % W (the ring holds the W positions before the step)."""
-    return window_rows(check_positions_grid(positions), window)
+    older one is its ring slot pos % W (the ring holds the W positions before the step).
+
+    group > 1: the rows of each run of `group` consecutive tokens of a request (the last
+    run of a request may be shorter) share one column layout, so that the kernel reads
+    the run's rows once (`share_group`): [B·S, W − 1 + group], column j of a run starting
+    at position P0 holds position P0 − W + 1 + j; the run's token u sees columns
+    u … W − 1 + u (−1 elsewhere, and for positions < 0)."""
+    return window_rows(check_positions_grid(positions), window, group)
 
 
-def window_rows(positions: torch.Tensor, window: int) -> torch.Tensor:
+def window_rows(positions: torch.Tensor, window: int, group: int = 1) -> torch.Tensor:
     """`window_indices` without the checks (nothing read back; device ops on positions'
     device, for `validate=False`)."""
     p = positions
     B, S = p.shape
     W = window
+    if group > 1:
+        return _shared_window_rows(p, W, group)
     k = torch.arange(W, device=p.device)
     p0 = p[:, :1]  # first position of the step per request
     wpos = p[:, :, None] - (W - 1) + k  # [B, S, W]
@@ -95,6 +103,21 @@ def window_rows(positions: torch.Tensor, window: int) -> torch.Tensor:
     return idx.reshape(B * S, W).to(torch.int32)
 
 
+def _shared_window_rows(p: torch.Tensor, W: int, g: int) -> torch.Tensor:
+    """`window_rows` with runs of g tokens sharing one column layout."""
+    B, S = p.shape
+    s = torch.arange(S, device=p.device)
+    u = s % g  # the token's place in its run
+    p_run = p[:, s - u]  # [B, S] the run's first position
+    j = torch.arange(W - 1 + g, device=p.device)
+    pos = p_run[:, :, None] - (W - 1) + j  # [B, S, W-1+g]
+    ok = (j >= u[None, :, None]) & (j <= W - 1 + u[None, :, None]) & (pos >= 0)
+    p0 = p[:, :1, None]
+    idx = torch.where(pos >= p0, W + (pos - p0), pos % W)
+    idx = torch.where(ok, idx, torch.full_like(idx, -1))
+    return idx.reshape(B * S, W - 1 + g).to(torch.int32)
+
+
 def compressed_indices(entries: torch.Tensor, window: int, step_tokens: int) -> torch.Tensor:
     """Logical index of compressed entries c (−1 kept): W + S + c."""
     e = entries.to(torch.int64)
@@ -102,16 +125,20 @@ def compressed_indices(entries: torch.Tensor, window: int, step_tokens: int) -> 
 
 
 def index_rows(positions: torch.Tensor, *, window: int, compress_ratio: int,
-               topk_idxs: torch.Tensor | None = None) -> torch.Tensor:
+               topk_idxs: torch.Tensor | None = None, group: int = 1) -> torch.Tensor:
     """The logical index rows [B·S, W + k] int32 of a layer kind for positions [B, S]:
     columns [0, W) the window (`window_indices`), then the compressed entries as W + S + c —
     CSA (ratio 4): one column per top-k column after the causal cut (`causal_topk`); HCA
     (ratio 128): every visible entry in order (`visible_entry_columns`); SWA (ratio 0): none.
-    `topk_idxs` is required by CSA and refused by the other kinds."""
+    `topk_idxs` is required by CSA and refused by the other kinds. group > 1: runs of
+    `group` tokens share one window column layout (`window_indices`; not CSA, whose top-k
+    columns are each token's own)."""
     kind = kind_for_ratio(compress_ratio)
     p = check_positions_grid(positions)
     S = p.shape[1]
-    parts = [window_indices(p, window)]
+    if group > 1 and kind == "csa":
+        raise ValueError("group: CSA index rows are per token (group 1)")
+    parts = [window_indices(p, window, group)]
     if kind == "csa":
         if topk_idxs is None:
             raise ValueError("topk_idxs is required for a CSA layer (compress_ratio 4)")
@@ -125,7 +152,8 @@ def index_rows(positions: torch.Tensor, *, window: int, compress_ratio: int,
 
 
 def index_rows_unchecked(positions: torch.Tensor, *, window: int, compress_ratio: int,
-                         topk_idxs: torch.Tensor | None = None, cmp_capacity: int = 0) -> torch.Tensor:
+                         topk_idxs: torch.Tensor | None = None, cmp_capacity: int = 0,
+                         group: int = 1) -> torch.Tensor:
     """The logical index rows of `index_rows` for `validate=False`: device ops on the
     positions' / top-k's device, nothing read back, nothing refused. Window columns as
     `window_rows`; CSA: W + S + c for each top-k c ≥ 0 (no causal cut here: the kernel masks
@@ -136,7 +164,7 @@ def index_rows_unchecked(positions: torch.Tensor, *, window: int, compress_ratio
     kind = kind_for_ratio(compress_ratio)
     B, S = positions.shape
     W = window
-    parts = [window_rows(positions, W)]
+    parts = [window_rows(positions, W, group)]
     if kind == "csa":
         tk = topk_idxs.to(torch.int64)
         parts.append(torch.where(tk >= 0, tk + W + S, torch.full_like(tk, -1)).to(torch.int32))

@@ -40,19 +40,26 @@ class AttnTiling:
 
 
 # rows per online-softmax tile at most: fewer, larger tiles model faster (HCA at 64K has
-# 128 + 512 + a few rows: one 768-row tile 388 µs vs two 384-row tiles 490 µs, FLASH T=128)
-KV_TILE_MAX = 768
+# 128 + 512 + a few rows: one 768-row tile 388 µs vs two 384-row tiles 490 µs, FLASH T=128;
+# prefill HCA T=1024 at 64K with 16-token runs, 143 + 640 rows: one 832-row tile 2250 µs vs
+# two 448-row tiles 2419)
+KV_TILE_MAX = 1024
+# a tile's width is a multiple of this (the P·V L1 k tile holds whole L0 k tiles, see
+# `_cube_pv`): HCA decode at 64K with 2-token runs, 641 rows: 704 columns 510 µs vs 768
+# columns 545 (16-row selects); 16-row steps model no faster (656 columns 462 µs vs 704
+# 461; prefill HCA T=1024 at 64K 784 columns 2375 µs vs 832 2292)
+KV_ROUND = 64
 
 
 def kv_tile(rows_per_token: int) -> int:
     """Rows per online-softmax tile for index rows of this width: the fewest tiles of at
-    most KV_TILE_MAX rows, each rounded up to 128 (K = 1152 → 2 × 640, not 768 + 384). The
-    golden tiles the same way (its bf16 probabilities depend on the running max at each
-    tile)."""
+    most KV_TILE_MAX rows, each rounded up to KV_ROUND (K = 1152 → 2 × 576, not 1024 + 128),
+    at least 128. The golden tiles the same way (its bf16 probabilities depend on the
+    running max at each tile)."""
     k = max(1, rows_per_token)
     n = -(-k // KV_TILE_MAX)  # tiles
     per_tile = -(-k // n)
-    return max(128, -(-per_tile // 128) * 128)
+    return max(128, -(-per_tile // KV_ROUND) * KV_ROUND)
 
 
 def finalize_heads(head_dim: int) -> int:
@@ -62,17 +69,41 @@ def finalize_heads(head_dim: int) -> int:
     return max(1, UB_BYTES // (3 * 4 * head_dim))
 
 
+def attn_tile_tokens(tokens: int) -> int:
+    """Query tokens per attention tile for a call of `tokens` tokens."""
+    # 16-token attention tiles: twice as many independent gather → softmax → P·V chains as
+    # 32-token ones, which the scheduler overlaps better (FLASH decode at 64K: CSA 496 → 466
+    # µs, HCA 501 → 463, HCA PRO 819 → 763; prefill T=1024 at 64K: HCA 3231 → 3003, CSA 2994
+    # → 2800, but HCA prefill from 0 2227 → 2265; 8-token tiles: CSA 648)
+    return 8 if tokens <= 8 else 16
+
+
+def share_group(compress_ratio: int, batch: int, seq: int) -> int:
+    """Tokens per row-sharing group for a call of `batch` requests × `seq` tokens on a layer
+    of `compress_ratio`: runs of consecutive tokens of one request whose window rows and
+    compressed entries the kernel reads once for the whole run (`shared_segment`) — the
+    attention tile for one request (a prefill chunk), the request's S tokens in a decode
+    step when S divides the tile. CSA (each token's own top-k) and calls where a run
+    would cross a request: 1 (per token)."""
+    if compress_ratio == 4 or seq == 1:
+        return 1
+    tt = attn_tile_tokens(batch * seq)
+    if compress_ratio == 0 and seq < tt:
+        # SWA decode: a short run's W − 1 + S window rows pad to a wider tile than a token's W
+        # (FLASH B=64, S=2: 383 µs per token, 418 in runs of 2)
+        return 1
+    if batch == 1 or seq % tt == 0:
+        return tt
+    return seq if tt % seq == 0 else 1
+
+
 def default_tiling(cfg, tokens: int = 1, rows_per_token: int = 128) -> AttnTiling:
     """Tiles for `cfg` and a call of `tokens` query tokens with index rows of
     `rows_per_token` columns (the kernel is built per call): attention over tiles of 8 or 16
     tokens and `kv_tile` rows, the output projection over up to 256 tokens at once."""
     h = cfg.num_heads
     m = max(16, min(h, 64))
-    # 16-token attention tiles: twice as many independent gather → softmax → P·V chains as
-    # 32-token ones, which the scheduler overlaps better (FLASH decode at 64K: CSA 496 → 466
-    # µs, HCA 501 → 463, HCA PRO 819 → 763; prefill T=1024 at 64K: HCA 3231 → 3003, CSA 2994
-    # → 2800, but HCA prefill from 0 2227 → 2265; 8-token tiles: CSA 648)
-    tt = 8 if tokens <= 8 else 16
+    tt = attn_tile_tokens(tokens)
     # the projection weights are streamed once per output tile: 256 tokens for long chunks
     # (128 → 256 took FLASH T=1024 from 2406 to 2344 µs; the host pads T to a multiple of
     # `to`, so shorter calls keep 128 and waste less padding)
@@ -137,23 +168,27 @@ def sink_softmax_tile(qt, kt_rows, ids, state, sink, *, scale: float, tl: AttnTi
 # columns per vector tile of the [tt, n] index math: a comparison's bool output takes 32×
 # its element count in the unified buffer ([8, 512] overflowed it)
 IDX_TILE = 128
-# rows per vector tile of the select on gathered bf16 rows [tt, n, D] (the gather's own
-# tile; 32 rows failed in pypto's cost model for some shapes, 64 overflow the unified buffer)
+# rows per vector tile of the selects on gathered bf16 rows [tt, n, D]: the window's double
+# select (ring, then step) keeps 16-row tiles (32 fail in pypto's cost model for some
+# shapes); the compressed rows' single select takes 32-row tiles where it can (`row_tile`:
+# FLASH CSA decode at 64K 466 → 443 µs; n = 40, 48 fail with 32); 64 rows overflow the
+# unified buffer
 ROW_TILE = 16
+
+
+def row_tile(n: int) -> int:
+    """Rows per vector tile of the compressed rows' select on a segment of n gathered rows."""
+    return min(n, 32 if n >= 64 else ROW_TILE)
+
+
 META_COLS = 8  # per-token f32 metadata columns of the kernel (`token_meta`)
 # column of each per-token quantity in `meta`
 M_REQ_BASE, M_SLOT, M_VISIBLE, M_RING_ROWS, M_CMP_PAGES, M_CMP_BASE = range(6)
 
 
-def window_segment(ring, step, ring_bt, ids, req, meta, *, tt: int, n: int, w: int, d: int):
-    """Window columns of a tile: logical ids [tt, n] i32 (−1 none; [0, W) ring slot;
-    [W, W+S) the step's token s') → (rows [tt, n, D] bf16, bias [tt, n] f32 0 / −1e30).
-    Ring slot r of token t: row page·W + r of the ring cache viewed [P·W, D] (page = the
-    request's block-table entry, gathered here; a page outside [0, P) selects nothing).
-    Overlay s' ≤ s_t: row req·S + s' of the step's kv. Both sources are gathered over the
-    window columns and each column's row selected; every other column selects nothing: its
-    gather index is clamped to row 0 and the row replaced by zeros (a select, not a
-    multiply, so a NaN / Inf in an unreferenced row never reaches the output)."""
+def _window_resolve(ring_bt, ids, req, meta, *, tt: int, n: int, w: int):
+    """Window columns' resolution: logical ids [tt, n] i32 → (ring row i32, step row i32,
+    ring-selected f32 0/1, step-selected f32 0/1), each [tt, n] (see `window_segment`)."""
     F32, I32 = pypto.DT_FP32, pypto.DT_INT32
     pypto.set_vec_tile_shapes(tt, min(n, IDX_TILE))
     x = pypto.cast(ids, F32)
@@ -167,9 +202,16 @@ def window_segment(ring, step, ring_bt, ids, req, meta, *, tt: int, n: int, w: i
     ov_row = pypto.add(y, pypto.view(meta, [tt, 1], [0, M_REQ_BASE]))
     ri = pypto.cast(pypto.where(ring_ok, ring_row, 0.0), I32)
     oi = pypto.cast(pypto.where(ov_ok, ov_row, 0.0), I32)
-    fr = pypto.where(ring_ok, 1.0, 0.0)
-    fo = pypto.where(ov_ok, 1.0, 0.0)
-    bias = pypto.mul(pypto.sub(pypto.add(fr, fo), 1.0), 1e30)  # 0 selected / −1e30 none
+    return ri, oi, pypto.where(ring_ok, 1.0, 0.0), pypto.where(ov_ok, 1.0, 0.0)
+
+
+def _window_bias(fr, fo):
+    """0 where a window column selects a row, −1e30 where it selects nothing."""
+    return pypto.mul(pypto.sub(pypto.add(fr, fo), 1.0), 1e30)
+
+
+def _window_rows(ring, step, ri, oi, fr, fo, *, tt: int, n: int, d: int):
+    """Both sources gathered over the window columns and each column's row selected."""
     pypto.set_vec_tile_shapes(1, min(n, IDX_TILE), 1)  # [.., 1] lanes pad to 32 bytes
     kr = pypto.gt(pypto.reshape(fr, [tt, n, 1]), 0.5)
     ko = pypto.gt(pypto.reshape(fo, [tt, n, 1]), 0.5)
@@ -177,7 +219,21 @@ def window_segment(ring, step, ring_bt, ids, req, meta, *, tt: int, n: int, w: i
     g_ring = pypto.index_select(ring, 0, ri)  # [tt, n, D]
     g_step = pypto.index_select(step, 0, oi)
     pypto.set_vec_tile_shapes(1, min(n, ROW_TILE), d)
-    return pypto.where(kr, g_ring, pypto.where(ko, g_step, 0.0)), bias
+    return pypto.where(kr, g_ring, pypto.where(ko, g_step, 0.0))
+
+
+def window_segment(ring, step, ring_bt, ids, req, meta, *, tt: int, n: int, w: int, d: int):
+    """Window columns of a tile: logical ids [tt, n] i32 (−1 none; [0, W) ring slot;
+    [W, W+S) the step's token s') → (rows [tt, n, D] bf16, bias [tt, n] f32 0 / −1e30).
+    Ring slot r of token t: row page·W + r of the ring cache viewed [P·W, D] (page = the
+    request's block-table entry, gathered here; a page outside [0, P) selects nothing).
+    Overlay s' ≤ s_t: row req·S + s' of the step's kv. Both sources are gathered over the
+    window columns and each column's row selected; every other column selects nothing: its
+    gather index is clamped to row 0 and the row replaced by zeros (a select, not a
+    multiply, so a NaN / Inf in an unreferenced row never reaches the output)."""
+    ri, oi, fr, fo = _window_resolve(ring_bt, ids, req, meta, tt=tt, n=n, w=w)
+    bias = _window_bias(fr, fo)
+    return _window_rows(ring, step, ri, oi, fr, fo, tt=tt, n=n, d=d), bias
 
 
 def _select_rows(src, index, keep, *, tt: int, n: int, d: int):
@@ -187,16 +243,13 @@ def _select_rows(src, index, keep, *, tt: int, n: int, d: int):
     k3 = pypto.gt(pypto.reshape(keep, [tt, n, 1]), 0.5)
     pypto.set_vec_tile_shapes(1, 16, d)
     g = pypto.index_select(src, 0, index)  # [tt, n, D]
-    pypto.set_vec_tile_shapes(1, min(n, ROW_TILE), d)
+    pypto.set_vec_tile_shapes(1, row_tile(n), d)
     return pypto.where(k3, g, 0.0)
 
 
-def compressed_segment(cmp, cmp_bt, ids, req, meta, *, tt: int, n: int, blk: int, cap: int, d: int):
-    """Compressed columns of a tile: logical ids [tt, n] i32 (≥ W+S: entry c = id − W − S)
-    → (rows [tt, n, D] bf16, bias [tt, n] f32). Entry c of token t is row
-    page·blk + c % blk of the compressed cache viewed [P2·blk, D], page =
-    cmp_bt[req_t, c // blk]; it selects nothing unless 0 ≤ c < min(visible_t, capacity) and
-    the page is in [0, P2) (clamped index, zero row, −1e30 bias: see `window_segment`)."""
+def _compressed_resolve(cmp_bt, ids, req, meta, *, tt: int, n: int, blk: int, cap: int):
+    """Compressed columns' resolution: logical ids [tt, n] → (row [tt, n] i32 in range,
+    selected [tt, n] f32 0/1) (see `compressed_segment`)."""
     F32, I32 = pypto.DT_FP32, pypto.DT_INT32
     pypto.set_vec_tile_shapes(tt, min(n, IDX_TILE))
     c = pypto.sub(pypto.cast(ids, F32), pypto.view(meta, [tt, 1], [0, M_CMP_BASE]))
@@ -216,9 +269,35 @@ def compressed_segment(cmp, cmp_bt, ids, req, meta, *, tt: int, n: int, blk: int
     # context) in int32
     row = pypto.add(pypto.mul(pypto.cast(pypto.where(ok, pf, 0.0), I32), blk),
                     pypto.cast(pypto.where(ok, off, 0.0), I32))
-    fk = pypto.where(ok, 1.0, 0.0)
+    return row, pypto.where(ok, 1.0, 0.0)
+
+
+def compressed_segment(cmp, cmp_bt, ids, req, meta, *, tt: int, n: int, blk: int, cap: int, d: int):
+    """Compressed columns of a tile: logical ids [tt, n] i32 (≥ W+S: entry c = id − W − S)
+    → (rows [tt, n, D] bf16, bias [tt, n] f32). Entry c of token t is row
+    page·blk + c % blk of the compressed cache viewed [P2·blk, D], page =
+    cmp_bt[req_t, c // blk]; it selects nothing unless 0 ≤ c < min(visible_t, capacity) and
+    the page is in [0, P2) (clamped index, zero row, −1e30 bias: see `window_segment`)."""
+    row, fk = _compressed_resolve(cmp_bt, ids, req, meta, tt=tt, n=n, blk=blk, cap=cap)
     bias = pypto.mul(pypto.sub(fk, 1.0), 1e30)
     return _select_rows(cmp, row, fk, tt=tt, n=n, d=d), bias
+
+
+def shared_segment(ring, step, ring_bt, cmp, cmp_bt, kind: str, ids, gids, req, greq, meta, gmeta, *, tt: int,
+                   groups: int, n: int, w: int, blk: int, cap: int, d: int):
+    """A segment of a tile whose tokens come in `groups` groups of tt // groups tokens that
+    share one row set (`share_group`): each group's rows are resolved from its union row
+    gids [groups, n] (group metadata greq / gmeta) and gathered once → [groups, n, D]; each
+    token's bias [tt, n] comes from its own logical ids (index math, no gather)."""
+    if kind == "w":
+        ri, oi, fr, fo = _window_resolve(ring_bt, gids, greq, gmeta, tt=groups, n=n, w=w)
+        rows = _window_rows(ring, step, ri, oi, fr, fo, tt=groups, n=n, d=d)
+        _, _, tr, to = _window_resolve(ring_bt, ids, req, meta, tt=tt, n=n, w=w)
+        return rows, _window_bias(tr, to)
+    row, fk = _compressed_resolve(cmp_bt, gids, greq, gmeta, tt=groups, n=n, blk=blk, cap=cap)
+    rows = _select_rows(cmp, row, fk, tt=groups, n=n, d=d)
+    _, tk = _compressed_resolve(cmp_bt, ids, req, meta, tt=tt, n=n, blk=blk, cap=cap)
+    return rows, pypto.mul(pypto.sub(tk, 1.0), 1e30)
 
 
 def tile_segments(j: int, kt: int, w: int, compressed: bool) -> list:
@@ -238,17 +317,24 @@ def tile_segments(j: int, kt: int, w: int, compressed: bool) -> list:
     return segs
 
 
-def fold_segments(qt, segs, state, sink, *, scale: float, tl: AttnTiling, h: int, d: int):
+def fold_segments(qt, segs, state, sink, *, scale: float, tl: AttnTiling, h: int, d: int, group: int = 1):
     """One online-softmax tile made of column segments [(rows [tt, n, D] bf16, bias [tt, n]
     f32, n)] folded into the state (running max, denominator, accumulator; None starts from
     the sink, see `sink_softmax_tile`): the running max and the bf16 probabilities are the
-    tile's as a whole (the golden's `kv_tile` tiles), the segments' P·V summed in fp32."""
+    tile's as a whole (the golden's `kv_tile` tiles), the segments' P·V summed in fp32.
+    group > 1: the tile's tokens share rows in groups of `group` (`shared_segment`): qt is
+    [tt / group, group·H, D], rows [tt / group, n, D]; both matmuls run per group (M =
+    group·H, each row read once for the group) and the scores / P·V are seen per token
+    ([tt, H, ·], the same memory) by the vector work."""
     F32, BF16 = pypto.DT_FP32, pypto.DT_BF16
     tt = tl.tt
+    ng = tt // group
     scores = []
     for rows, bias, n in segs:
         pypto.set_cube_tile_shapes(*[list(t) for t in tl.cube_s])
-        s = pypto.matmul(qt, rows, F32, b_trans=True)  # [tt, H, n]
+        s = pypto.matmul(qt, rows, F32, b_trans=True)  # [tt, H, n] ([ng, group·H, n])
+        if group > 1:
+            s = pypto.reshape(s, [tt, h, n])
         pypto.set_vec_tile_shapes(tt, n)
         b3 = pypto.reshape(bias, [tt, 1, n])
         pypto.set_vec_tile_shapes(1, tl.hv_s, n)
@@ -270,8 +356,12 @@ def fold_segments(qt, segs, state, sink, *, scale: float, tl: AttnTiling, h: int
         p = pypto.exp(pypto.sub(s, m_new))
         l_new = pypto.add(l_new, pypto.sum(p, -1, keepdim=True))
         pb = pypto.cast(p, BF16, pypto.CastMode.CAST_RINT)
+        if group > 1:
+            pb = pypto.reshape(pb, [ng, group * h, n])
         pypto.set_cube_tile_shapes(*[list(t) for t in _cube_pv(tl, n)])
-        pv = pypto.matmul(pb, rows, F32)  # [tt, H, D]
+        pv = pypto.matmul(pb, rows, F32)  # [tt, H, D] ([ng, group·H, D])
+        if group > 1:
+            pv = pypto.reshape(pv, [tt, h, d])
         if pv_sum is not None:
             pypto.set_vec_tile_shapes(1, tl.hv_o, d)
             pv = pypto.add(pv_sum, pv)
@@ -285,11 +375,14 @@ def fold_segments(qt, segs, state, sink, *, scale: float, tl: AttnTiling, h: int
 def _cube_pv(tl: AttnTiling, n: int) -> tuple:
     """P·V cube tiles for a segment of n rows: the whole segment as the L1 k tile."""
     (m0, m1), (k0, _), nn = tl.cube_pv
-    return (m0, m1), (min(k0, n), n), nn
+    k0 = min(k0, n)
+    while n % k0 and k0 > 16:  # the L1 k tile must hold whole L0 k tiles
+        k0 //= 2
+    return (m0, m1), (k0, n), nn
 
 
 def build_sparse_attn_kernel(cfg, tiling: AttnTiling | None = None, run_mode=None, *, inverse_rope: bool = True,
-                             cmp_block_size: int = 0, cmp_table_width: int = 0):
+                             cmp_block_size: int = 0, cmp_table_width: int = 0, group: int = 1):
     """The sparse-attention kernel for `cfg` (every size from the config), reading the paged
     caches in place:
 
@@ -308,11 +401,22 @@ def build_sparse_attn_kernel(cfg, tiling: AttnTiling | None = None, run_mode=Non
     and pair swap widened to the head (`widen_swap`): cos 1, sin 0 and the identity on the
     D − R nope lanes. T, P·W, N, P2·blk and B are dynamic, T a multiple of `tiling.to`;
     K = `tiling.nk · tiling.kt`: the kernel is built per index-row width. `run_mode` is a
-    pypto run mode (`dsv4_core.backends.run_mode`), None builds for the simulator."""
+    pypto run mode (`dsv4_core.backends.run_mode`), None builds for the simulator.
+
+    group > 1 (`share_group`): the tokens come in groups of `group` consecutive tokens of
+    one request whose index rows share one column layout (`index_rows(group=)`); q is then
+    [T / group, group·H, D] (the same memory), and gidx [T / group, K] i32 (each group's
+    union row), greq [T / group] i32 and gmeta [T / group, 8] f32 (`group_meta`) resolve
+    each group's rows once (`shared_segment`). With group 1 they are not read."""
     tl = tiling or default_tiling(cfg)
     H, D, G, W = cfg.num_heads, cfg.head_dim, cfg.o_groups, cfg.window
     OR, GIN, DH = cfg.o_lora_rank, cfg.group_in_dim, cfg.hidden_size
     TT, KT, TO, NK = tl.tt, tl.kt, tl.to, tl.nk
+    GR = int(group)
+    if GR < 1 or TT % GR:
+        raise ValueError(f"group: {GR} must divide the attention tile's {TT} tokens")
+    NG = TT // GR
+    WW = W if GR == 1 else W - 1 + GR  # window columns of an index row (`window_rows`)
     SCALE = float(cfg.softmax_scale)
     BLK, MW = int(cmp_block_size), int(cmp_table_width)
     compressed = BLK > 0
@@ -320,8 +424,9 @@ def build_sparse_attn_kernel(cfg, tiling: AttnTiling | None = None, run_mode=Non
     DYN = pypto.DYNAMIC
     Tn = pypto.Tensor
 
-    def body(q, ring, step, cmp, cmp_bt, ring_bt, idx, req, meta, sink, cos, sin, swap, wo_a, wo_b, out):
-        n = q.shape[0]
+    def body(q, ring, step, cmp, cmp_bt, ring_bt, idx, req, meta, gidx, greq, gmeta, sink, cos, sin, swap, wo_a,
+             wo_b, out):
+        n = idx.shape[0]  # tokens (q is [n / GR, GR·H, D])
         # straight-line code inside one loop body: pypto runs the code between two loops as
         # one root function and the root functions one after another, so the TO // TT
         # attention tiles and their NK row tiles are unrolled here (a pypto.loop per tile
@@ -330,15 +435,26 @@ def build_sparse_attn_kernel(cfg, tiling: AttnTiling | None = None, run_mode=Non
             parts = []  # attention outputs of the TO // TT tiles, RoPE undone, bf16 [TT, H, D]
             for u in range(TO // TT):
                 off = i * TO + u * TT
-                qt = pypto.view(q, [TT, H, D], [off, 0, 0])
                 rq = pypto.view(req, [TT], [off])
                 mt = pypto.view(meta, [TT, META_COLS], [off, 0])
                 state = None
+                if GR > 1:
+                    goff = i * (TO // GR) + u * NG
+                    qt = pypto.view(q, [NG, GR * H, D], [goff, 0, 0])
+                    grq = pypto.view(greq, [NG], [goff])
+                    gmt = pypto.view(gmeta, [NG, META_COLS], [goff, 0])
+                else:
+                    qt = pypto.view(q, [TT, H, D], [off, 0, 0])
                 for j in range(NK):
                     segs = []
-                    for kind, a, w in tile_segments(j, KT, W, compressed):
+                    for kind, a, w in tile_segments(j, KT, WW, compressed):
                         ids = pypto.view(idx, [TT, w], [off, a])
-                        if kind == "w":
+                        if GR > 1:
+                            gids = pypto.view(gidx, [NG, w], [goff, a])
+                            rows, bias = shared_segment(ring, step, ring_bt, cmp, cmp_bt, kind, ids, gids, rq, grq,
+                                                        mt, gmt, tt=TT, groups=NG, n=w, w=W, blk=BLK,
+                                                        cap=BLK * MW, d=D)
+                        elif kind == "w":
                             rows, bias = window_segment(ring, step, ring_bt, ids, rq, mt, tt=TT, n=w, w=W, d=D)
                         else:
                             rows, bias = compressed_segment(cmp, cmp_bt, ids, rq, mt, tt=TT, n=w, blk=BLK,
@@ -351,7 +467,7 @@ def build_sparse_attn_kernel(cfg, tiling: AttnTiling | None = None, run_mode=Non
                         pypto.set_vec_tile_shapes(TT, IDX_TILE)
                         bias = pypto.concat([s[1] for s in segs], 1)
                         segs = [(rows, bias, KT)]
-                    state = fold_segments(qt, segs, state, sink, scale=SCALE, tl=tl, h=H, d=D)
+                    state = fold_segments(qt, segs, state, sink, scale=SCALE, tl=tl, h=H, d=D, group=GR)
                 _, l_st, acc = state
                 pypto.set_vec_tile_shapes(1, tl.hv_o, D)
                 o = to_bf16(pypto.div(acc, l_st))  # [TT, H, D]
@@ -375,21 +491,25 @@ def build_sparse_attn_kernel(cfg, tiling: AttnTiling | None = None, run_mode=Non
 
     if compressed:
         @pypto.frontend.jit(runtime_options=backends.jit_options(run_mode))
-        def sparse_attn(q: Tn([DYN, H, D], BF16), ring: Tn([DYN, D], BF16), step: Tn([DYN, D], BF16),
+        def sparse_attn(q: Tn([DYN, GR * H, D], BF16), ring: Tn([DYN, D], BF16), step: Tn([DYN, D], BF16),
                         cmp: Tn([DYN, D], BF16), cmp_bt: Tn([DYN, MW], I32), ring_bt: Tn([DYN, 1], I32),
                         idx: Tn([DYN, NK * KT], I32), req: Tn([DYN], I32), meta: Tn([DYN, META_COLS], F32),
+                        gidx: Tn([DYN, NK * KT], I32), greq: Tn([DYN], I32), gmeta: Tn([DYN, META_COLS], F32),
                         sink: Tn([1, H, 1], F32), cos: Tn([DYN, D], F32), sin: Tn([DYN, D], F32),
                         swap: Tn([D], I32), wo_a: Tn([G, OR, GIN], BF16), wo_b: Tn([DH, G * OR], BF16),
                         out: Tn([DYN, DH], BF16)):
-            body(q, ring, step, cmp, cmp_bt, ring_bt, idx, req, meta, sink, cos, sin, swap, wo_a, wo_b, out)
+            body(q, ring, step, cmp, cmp_bt, ring_bt, idx, req, meta, gidx, greq, gmeta, sink, cos, sin, swap, wo_a,
+                 wo_b, out)
     else:
         @pypto.frontend.jit(runtime_options=backends.jit_options(run_mode))
-        def sparse_attn(q: Tn([DYN, H, D], BF16), ring: Tn([DYN, D], BF16), step: Tn([DYN, D], BF16),
+        def sparse_attn(q: Tn([DYN, GR * H, D], BF16), ring: Tn([DYN, D], BF16), step: Tn([DYN, D], BF16),
                         ring_bt: Tn([DYN, 1], I32), idx: Tn([DYN, NK * KT], I32), req: Tn([DYN], I32),
-                        meta: Tn([DYN, META_COLS], F32), sink: Tn([1, H, 1], F32), cos: Tn([DYN, D], F32),
+                        meta: Tn([DYN, META_COLS], F32), gidx: Tn([DYN, NK * KT], I32), greq: Tn([DYN], I32),
+                        gmeta: Tn([DYN, META_COLS], F32), sink: Tn([1, H, 1], F32), cos: Tn([DYN, D], F32),
                         sin: Tn([DYN, D], F32), swap: Tn([D], I32), wo_a: Tn([G, OR, GIN], BF16),
                         wo_b: Tn([DH, G * OR], BF16), out: Tn([DYN, DH], BF16)):
-            body(q, ring, step, None, None, ring_bt, idx, req, meta, sink, cos, sin, swap, wo_a, wo_b, out)
+            body(q, ring, step, None, None, ring_bt, idx, req, meta, gidx, greq, gmeta, sink, cos, sin, swap, wo_a,
+                 wo_b, out)
 
     return sparse_attn
 
@@ -432,6 +552,19 @@ class KernelInputs(NamedTuple):
     cmp_block_table: torch.Tensor | None  # [B, M] (prefill [M]) int
     cos: torch.Tensor  # [T, R] fp32
     sin: torch.Tensor
+    group: int = 1  # tokens per row-sharing group of the index rows (`share_group`; 1: none)
+
+
+def group_meta(idx: torch.Tensor, req: torch.Tensor, meta: torch.Tensor, group: int) -> tuple:
+    """The per-group inputs of a kernel built with `group` > 1 from the per-token ones
+    (device ops on O(step) metadata, nothing read back): each group's union row gidx
+    [Tp / group, K] (a group's rows hold one column layout, each column the same id or −1:
+    the max), its request greq and metadata gmeta (the max over its tokens: the last real
+    token's slot and visible entries; padding tokens hold zeros)."""
+    Tp, K = idx.shape
+    g = group
+    return (idx.view(Tp // g, g, K).amax(1).contiguous(), req.view(Tp // g, g).amax(1).contiguous(),
+            meta.view(Tp // g, g, META_COLS).amax(1).contiguous())
 
 
 def token_meta(ki: KernelInputs, tokens_padded: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -498,18 +631,21 @@ def run_sparse_attn(cfg, backend: str, q, ki: KernelInputs, sink, wo_a, wo_b, *,
     cp[:T, D - R:], spd[:T, D - R:] = ki.cos, ki.sin
     swap_full = widen_swap(swap_index(R), D)
     req, meta = token_meta(ki, Tp, dev)
+    g = ki.group
+    idx = idx.contiguous()
+    gx = group_meta(idx, req, meta, g) if g > 1 else (idx, req, meta)
     out = torch.zeros(Tp, cfg.hidden_size, dtype=torch.bfloat16, device=dev)
-    head = [qp.contiguous(), _rows_of(ki.kv_cache), ki.kv.contiguous()]
+    head = [qp.contiguous().view(Tp // g, g * H, D), _rows_of(ki.kv_cache), ki.kv.contiguous()]
     blk = mw = 0
     if ki.compress_ratio:
         cbt = ki.cmp_block_table
         cbt = cbt.reshape(1, -1) if cbt.dim() == 1 else cbt
         blk, mw = ki.cmp_kv.shape[1], cbt.shape[1]
         head += [_rows_of(ki.cmp_kv), _int32(cbt).contiguous()]
-    args = head + [_int32(ki.block_table).reshape(-1, 1), idx.contiguous(), req, meta,
+    args = head + [_int32(ki.block_table).reshape(-1, 1), idx, req, meta, *gx,
                    sink.float().reshape(1, H, 1).contiguous(), cp, spd, on_device(swap_full, dev), wo_a.contiguous(),
                    wo_b.contiguous(), out]
     kernel = build_sparse_attn_kernel(cfg, tl, backends.run_mode(backend), inverse_rope=inverse_rope,
-                                      cmp_block_size=blk, cmp_table_width=mw)
+                                      cmp_block_size=blk, cmp_table_width=mw, group=g)
     backends.launch(kernel, args, backend=backend, name=name, values=values)
     return out[:T]

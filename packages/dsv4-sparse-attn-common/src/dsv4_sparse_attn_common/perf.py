@@ -13,19 +13,22 @@ def traffic(cfg, tokens: int, rows_per_token: int) -> tuple:
     return float(nbytes), float(flops)
 
 
-def gathered_bytes(cfg, tokens: int, rows_per_token: int, *, compressed: bool = True) -> float:
+def gathered_bytes(cfg, tokens: int, rows_per_token: int, *, compressed: bool = True, group: int = 1) -> float:
     """Bytes the kernel gathers with `index_select` in one call (pypto's cost model prices
     them 3.2–6.4× below a copy of the same bytes: a bench can charge them at the copy rate):
-    per token, the window columns from both the ring and the step's kv (2·W rows), the other
-    columns of its padded row tiles from the compressed cache, D bf16 lanes each; the
-    selected copy of every gathered row (the select) is not counted."""
+    per token — per run of `group` tokens that share their rows (`share_group`), whose row
+    is `rows_per_token` wide — the window columns from both the ring and the step's kv (2·W
+    rows; W − 1 + group window columns for a run), the other columns of its padded row
+    tiles from the compressed cache, D bf16 lanes each; the selected copy of every
+    gathered row (the select) is not counted."""
     from .kernel import kv_tile
 
     kt = kv_tile(rows_per_token)
     padded = max(kt, -(-rows_per_token // kt) * kt)
-    w = min(cfg.window, padded) if compressed else padded
+    ww = cfg.window if group == 1 else cfg.window - 1 + group
+    w = min(ww, padded) if compressed else padded
     rows = 2 * w + (padded - w)
-    return float(2 * tokens * rows * cfg.head_dim)
+    return float(2 * -(-tokens // group) * rows * cfg.head_dim)
 
 
 def distinct_traffic(cfg, positions, *, compress_ratio: int, topk_idxs=None, rows_per_token: int) -> tuple:

@@ -16,7 +16,7 @@ from dsv4_core.golden import BenchOutcome, GoldenOutcome
 from dsv4_rope_tables import profile_for_ratio, rope_rows
 
 from ..api import Golden, decode_golden
-from ..kernel import run_sparse_attn
+from ..kernel import run_sparse_attn, share_group
 from ..perf import distinct_traffic, gathered_bytes
 from ..reference import semantic_attention_exact
 from .inputs import DecodeCase, decode_inputs
@@ -159,16 +159,18 @@ def serving_bench(module: str, name: str, cfg, inp: dict, call: Callable, *, com
 
     m = timing.measure(lambda: call(inp, cfg, "sim", validate=False),
                        given=[v for v in inp.values() if isinstance(v, torch.Tensor)])
-    k = cfg.window
+    g = share_group(compress_ratio, *positions.shape)
+    k = cfg.window if g == 1 else cfg.window - 1 + g
     if compress_ratio == 4:
         k += inp["topk_idxs"].shape[1]
     elif compress_ratio:
         k += inp["cmp_block_table"].shape[-1] * inp["cmp_kv"].shape[1]
-    gb = gathered_bytes(cfg, positions.numel(), k, compressed=compress_ratio > 0)
+    gb = gathered_bytes(cfg, positions.numel(), k, compressed=compress_ratio > 0, group=g)
     nbytes, flops = distinct_traffic(cfg, positions, compress_ratio=compress_ratio, topk_idxs=inp.get("topk_idxs"),
                                      rows_per_token=k)
+    rows = f"rows/token={k}" if g == 1 else f"rows/run of {g} tokens={k}"
     return timing.outcome(module, name, m, nbytes=nbytes, flops=flops, gather_bytes=2 * gb,
-                          note=f"{head}, rows/token={k}, gathered {gb / 1e6:.0f} MB{tail}")
+                          note=f"{head}, {rows}, gathered {gb / 1e6:.0f} MB{tail}")
 
 
 def _kit_of(home: str) -> DecodeKit:
