@@ -35,6 +35,7 @@ from .indexing import (
     resolve_rows,
     visible_entries,
     visible_entry_columns,
+    window_columns,
     window_indices,
     window_rows,
     write_window_cache,
@@ -70,7 +71,7 @@ from .reference import (
 )
 from .validate import validate_attention_args
 
-__version__ = "0.1.7"
+__version__ = "0.1.8"
 ROPE_ABI_CONSUMED = "dsv4-rope/1"
 require_abi("dsv4-sparse-attn-common", ROPE_ABI_CONSUMED)
 
@@ -85,5 +86,5 @@ __all__ = [
     "window_indices", "write_window_cache", "check_window_write", "__version__", "check_positions_shape",
     "decode_kernel_inputs", "index_rows_unchecked", "kernel_inputs", "rope_rows_unchecked", "token_meta",
     "window_rows", "compressed_segment", "fold_segments", "tile_segments", "window_segment",
-    "decode_rows", "group_meta", "share_group", "shared_segment",
+    "decode_rows", "group_meta", "share_group", "shared_segment", "window_columns",
 ]

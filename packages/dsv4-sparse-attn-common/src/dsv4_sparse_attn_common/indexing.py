@@ -103,19 +103,25 @@ def window_rows(positions: torch.Tensor, window: int, group: int = 1) -> torch.T
     return idx.reshape(B * S, W).to(torch.int32)
 
 
+def window_columns(window: int, group: int = 1) -> int:
+    """Window columns of an index row: W per token, W − 1 + group for a run of `group`
+    tokens (`window_indices`)."""
+    return window if group == 1 else window - 1 + group
+
+
 def _shared_window_rows(p: torch.Tensor, W: int, g: int) -> torch.Tensor:
     """`window_rows` with runs of g tokens sharing one column layout."""
     B, S = p.shape
     s = torch.arange(S, device=p.device)
     u = s % g  # the token's place in its run
     p_run = p[:, s - u]  # [B, S] the run's first position
-    j = torch.arange(W - 1 + g, device=p.device)
+    j = torch.arange(window_columns(W, g), device=p.device)
     pos = p_run[:, :, None] - (W - 1) + j  # [B, S, W-1+g]
     ok = (j >= u[None, :, None]) & (j <= W - 1 + u[None, :, None]) & (pos >= 0)
     p0 = p[:, :1, None]
     idx = torch.where(pos >= p0, W + (pos - p0), pos % W)
     idx = torch.where(ok, idx, torch.full_like(idx, -1))
-    return idx.reshape(B * S, W - 1 + g).to(torch.int32)
+    return idx.reshape(B * S, window_columns(W, g)).to(torch.int32)
 
 
 def compressed_indices(entries: torch.Tensor, window: int, step_tokens: int) -> torch.Tensor:

@@ -24,6 +24,8 @@ from dsv4_core.chip import UB_BYTES
 from dsv4_core.tiling import balanced_n_tile
 from dsv4_rope_tables.pypto_block import rope_rotate, swap_index
 
+from .indexing import window_columns
+
 
 @dataclasses.dataclass(frozen=True)
 class AttnTiling:
@@ -416,7 +418,7 @@ def build_sparse_attn_kernel(cfg, tiling: AttnTiling | None = None, run_mode=Non
     if GR < 1 or TT % GR:
         raise ValueError(f"group: {GR} must divide the attention tile's {TT} tokens")
     NG = TT // GR
-    WW = W if GR == 1 else W - 1 + GR  # window columns of an index row (`window_rows`)
+    WW = window_columns(W, GR)  # window columns of an index row
     SCALE = float(cfg.softmax_scale)
     BLK, MW = int(cmp_block_size), int(cmp_table_width)
     compressed = BLK > 0

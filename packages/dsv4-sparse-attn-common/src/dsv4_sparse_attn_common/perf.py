@@ -21,11 +21,12 @@ def gathered_bytes(cfg, tokens: int, rows_per_token: int, *, compressed: bool = 
     rows; W − 1 + group window columns for a run), the other columns of its padded row
     tiles from the compressed cache, D bf16 lanes each; the selected copy of every
     gathered row (the select) is not counted."""
+    from .indexing import window_columns
     from .kernel import kv_tile
 
     kt = kv_tile(rows_per_token)
     padded = max(kt, -(-rows_per_token // kt) * kt)
-    ww = cfg.window if group == 1 else cfg.window - 1 + group
+    ww = window_columns(cfg.window, group)
     w = min(ww, padded) if compressed else padded
     rows = 2 * w + (padded - w)
     return float(2 * -(-tokens // group) * rows * cfg.head_dim)

@@ -16,6 +16,7 @@ from dsv4_core.golden import BenchOutcome, GoldenOutcome
 from dsv4_rope_tables import profile_for_ratio, rope_rows
 
 from ..api import Golden, decode_golden
+from ..indexing import window_columns
 from ..kernel import run_sparse_attn, share_group
 from ..perf import distinct_traffic, gathered_bytes
 from ..reference import semantic_attention_exact
@@ -160,7 +161,7 @@ def serving_bench(module: str, name: str, cfg, inp: dict, call: Callable, *, com
     m = timing.measure(lambda: call(inp, cfg, "sim", validate=False),
                        given=[v for v in inp.values() if isinstance(v, torch.Tensor)])
     g = share_group(compress_ratio, *positions.shape)
-    k = cfg.window if g == 1 else cfg.window - 1 + g
+    k = window_columns(cfg.window, g)
     if compress_ratio == 4:
         k += inp["topk_idxs"].shape[1]
     elif compress_ratio:
