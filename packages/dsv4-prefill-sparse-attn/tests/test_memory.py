@@ -21,3 +21,31 @@ class TestMemoryHCA(MemoryContractSuite):
 class TestMemorySWA(MemoryContractSuite):
     cases = cases
     case = "tiny-swa-wrap-T12"
+
+
+def test_unvalidated_hca_chunk_launches_the_validated_width():
+    """validate=False takes HCA's compressed width from the chunk's last position (a host
+    int), not from the block table's capacity: the launch has the validated call's shapes."""
+    from dsv4_core import contract
+
+    case = cases.CASES["tiny-hca-T12"]
+    inp = cases.make_inputs(case)
+    cap = inp["cmp_block_table"].shape[0] * inp["cmp_kv"].shape[1]
+    assert cap > (case.start + case.tokens) // case.ratio  # capacity alone would be wider
+    shapes = []
+    for validate in (True, False):
+        with contract.watch(run=False) as w:
+            cases.call(inp, case.config, "sim", validate=validate)
+        shapes.append([tuple(t.shape) for t in w.launches[0].tensors()])
+    assert shapes[0] == shapes[1]
+
+
+def test_cmp_columns_is_the_last_tokens_view_capped_by_the_table():
+    import torch
+
+    from dsv4_prefill_sparse_attn import cmp_columns
+
+    kv, bt = torch.empty(9, 4, 8), torch.zeros(5, dtype=torch.int32)  # capacity 5 · 4 = 20
+    assert cmp_columns(kv, bt, 250, 12, 128) == 2  # positions 250 … 261 see up to 262 // 128
+    assert cmp_columns(kv, bt, 0, 100, 128) == 0
+    assert cmp_columns(kv, bt, 10_000, 24, 128) == 20  # past the table: its capacity

@@ -3,10 +3,15 @@ unreferenced cache rows never reach the output (torch and sim), the kernel recei
 cache itself and the host prepares the same bytes for N and 16N pages, validate=False
 reads nothing back and matches validate=True on the simulator."""
 
-from dsv4_sparse_attn_common.testing.suites import MemoryContractSuite
+from dsv4_sparse_attn_common.testing.suites import MemoryContractSuite, StepIsolationSuite
 from dsv4_sparse_attn_swa import cases
 
 
 class TestMemory(MemoryContractSuite):
     cases = cases
     case = "tiny-wrap-B2S2"
+
+
+class TestStepIsolation(StepIsolationSuite):
+    cases = cases
+    case = "tiny-partial-B2S1"

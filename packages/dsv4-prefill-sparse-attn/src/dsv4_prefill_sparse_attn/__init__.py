@@ -34,11 +34,11 @@ from dsv4_sparse_attn_common import (
 )
 from dsv4_sparse_attn_common import write_window_cache as _write_window_cache
 
-__version__ = "0.3.6"
+__version__ = "0.3.7"
 # ROPE_ABI_CONSUMED: the family's (its kernel and golden do the rotation; it checks the ABI at import)
 
-__all__ = ["ROPE_ABI_CONSUMED", "build_indices", "chunk_positions", "prefill_sparse_attn", "update_window_cache",
-           "__version__"]
+__all__ = ["ROPE_ABI_CONSUMED", "build_indices", "chunk_positions", "cmp_columns", "prefill_sparse_attn",
+           "update_window_cache", "__version__"]
 
 
 def chunk_positions(start_pos: int, tokens: int) -> torch.Tensor:
@@ -71,6 +71,14 @@ def update_window_cache(kv_cache: torch.Tensor, block_table: torch.Tensor, start
     _write_window_cache(kv_cache, block_table, chunk_positions(start_pos, kv.shape[0]), kv)
 
 
+def cmp_columns(cmp_kv: torch.Tensor, cmp_block_table: torch.Tensor, start_pos: int, tokens: int,
+                compress_ratio: int) -> int:
+    """HCA's compressed columns with validate=False: the most entries the chunk's last token
+    sees, (start_pos + tokens) // ratio (host ints: nothing read back), capped by the block
+    table's capacity M·blk (the kernel masks what a token may not see yet)."""
+    return min(cmp_block_table.shape[-1] * cmp_kv.shape[1], (start_pos + tokens) // compress_ratio)
+
+
 def prefill_sparse_attn(q: torch.Tensor, kv: torch.Tensor, kv_cache: torch.Tensor, block_table: torch.Tensor,
                         start_pos: int, attn_sink: torch.Tensor, wo_a: torch.Tensor, wo_b: torch.Tensor, *,
                         compress_ratio: int, config: AttentionConfig, cmp_kv: torch.Tensor | None = None,
@@ -89,8 +97,9 @@ def prefill_sparse_attn(q: torch.Tensor, kv: torch.Tensor, kv_cache: torch.Tenso
     The kernel backends hand the kernel the caches as they are (it resolves pages and rows
     itself). validate=True (default) checks the values (top-k, block tables, positions:
     read back on the host); validate=False reads nothing back (an entry the kernel cannot
-    resolve selects nothing; HCA takes its compressed width from the block table's
-    capacity, M·blk). The 'torch' backend is the golden and always validates."""
+    resolve selects nothing; HCA takes its compressed width from the chunk's last
+    position, min(M·blk, (start_pos + T) // ratio), the width the validated path reads).
+    The 'torch' backend is the golden and always validates."""
     cfg = config
     kind = kind_for_ratio(compress_ratio)
     if not isinstance(q, torch.Tensor):
@@ -120,7 +129,7 @@ def prefill_sparse_attn(q: torch.Tensor, kv: torch.Tensor, kv_cache: torch.Tenso
         if kind != "csa" and topk_idxs is not None:
             raise ValueError(f"topk_idxs is only taken by CSA layers (compress_ratio 4), got compress_ratio "
                              f"{compress_ratio}")
-        cap = cmp_block_table.shape[-1] * cmp_kv.shape[1] if cmp_kv is not None else 0
+        cap = cmp_columns(cmp_kv, cmp_block_table, start_pos, T, compress_ratio) if kind == "hca" else 0
         idx = index_rows_unchecked(on_device(p, q.device), window=cfg.window,
                                    compress_ratio=compress_ratio, topk_idxs=topk_idxs, cmp_capacity=cap, group=g)
     ki = kernel_inputs(cfg, p, idx, kv=kv, kv_cache=kv_cache, block_table=block_table, compress_ratio=compress_ratio,

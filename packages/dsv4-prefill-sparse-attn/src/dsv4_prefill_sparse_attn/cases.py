@@ -18,7 +18,7 @@ from dsv4_core import FLASH, PRO, TINY, AttentionConfig, shard_heads
 from dsv4_core.golden import BenchOutcome, GoldenOutcome
 from dsv4_sparse_attn_common.testing import check_golden, make_attention_inputs, serving_bench, time_case
 
-from . import prefill_sparse_attn
+from . import cmp_columns, prefill_sparse_attn
 from .reference import GOLDEN
 
 MODULE = "prefill_sparse_attn"
@@ -113,4 +113,6 @@ def bench(name: str) -> BenchOutcome:
     inp = make_inputs(case, materialize=False, serving=True)
     return serving_bench(MODULE, name, cfg, inp, call, compress_ratio=case.ratio,
                          positions=(case.start + torch.arange(case.tokens)).reshape(1, -1),
-                         head=f"T={case.tokens} from {case.start}, H={cfg.num_heads}")
+                         head=f"T={case.tokens} from {case.start}, H={cfg.num_heads}",
+                         cmp_columns=cmp_columns(inp["cmp_kv"], inp["cmp_block_table"], case.start, case.tokens,
+                                                 case.ratio) if case.ratio == 128 else None)

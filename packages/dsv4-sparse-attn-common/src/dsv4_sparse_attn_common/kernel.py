@@ -185,7 +185,7 @@ def row_tile(n: int) -> int:
 
 META_COLS = 8  # per-token f32 metadata columns of the kernel (`token_meta`)
 # column of each per-token quantity in `meta`
-M_REQ_BASE, M_SLOT, M_VISIBLE, M_RING_ROWS, M_CMP_PAGES, M_CMP_BASE = range(6)
+M_REQ_BASE, M_SLOT, M_VISIBLE, M_RING_ROWS, M_CMP_PAGES, M_CMP_BASE, M_OWN = range(7)
 
 
 def _window_resolve(ring_bt, ids, req, meta, *, tt: int, n: int, w: int):
@@ -203,7 +203,9 @@ def _window_resolve(ring_bt, ids, req, meta, *, tt: int, n: int, w: int):
     ov_ok = pypto.logical_and(pypto.ge(y, 0.0), pypto.le(y, pypto.view(meta, [tt, 1], [0, M_SLOT])))
     ov_row = pypto.add(y, pypto.view(meta, [tt, 1], [0, M_REQ_BASE]))
     ri = pypto.cast(pypto.where(ring_ok, ring_row, 0.0), I32)
-    oi = pypto.cast(pypto.where(ov_ok, ov_row, 0.0), I32)
+    # a column that reads no step row takes the token's own (its run's first) step row,
+    # which the token itself references (see `_window_rows`)
+    oi = pypto.cast(pypto.where(ov_ok, ov_row, pypto.view(meta, [tt, 1], [0, M_OWN])), I32)
     return ri, oi, pypto.where(ring_ok, 1.0, 0.0), pypto.where(ov_ok, 1.0, 0.0)
 
 
@@ -212,16 +214,23 @@ def _window_bias(fr, fo):
     return pypto.mul(pypto.sub(pypto.add(fr, fo), 1.0), 1e30)
 
 
-def _window_rows(ring, step, ri, oi, fr, fo, *, tt: int, n: int, d: int):
-    """Both sources gathered over the window columns and each column's row selected."""
+def _window_rows(ring, step, ri, oi, fr, *, tt: int, n: int, d: int):
+    """Both sources gathered over the window columns and each column's row selected: the
+    ring's where the column reads the ring, else the step's. One select: a column that
+    reads neither holds the step row of the token itself (its run's first token: every
+    token of a run references it), which the −1e30 bias masks; a NaN / Inf there is in a
+    row the token references, so it reaches the output through that reference anyway,
+    and a ring row no token references (the ring gather's clamp) is never selected."""
     pypto.set_vec_tile_shapes(1, min(n, IDX_TILE), 1)  # [.., 1] lanes pad to 32 bytes
     kr = pypto.gt(pypto.reshape(fr, [tt, n, 1]), 0.5)
-    ko = pypto.gt(pypto.reshape(fo, [tt, n, 1]), 0.5)
     pypto.set_vec_tile_shapes(1, 16, d)
     g_ring = pypto.index_select(ring, 0, ri)  # [tt, n, D]
     g_step = pypto.index_select(step, 0, oi)
-    pypto.set_vec_tile_shapes(1, min(n, ROW_TILE), d)
-    return pypto.where(kr, g_ring, pypto.where(ko, g_step, 0.0))
+    # 32-row tiles (`row_tile`) where a tile holds several tokens' or runs' rows (decode,
+    # per-token prefill); a tile that is one run (a prefill chunk's 16 tokens) keeps 16
+    # (FLASH prefill HCA T=1024 from 0: 1557 µs on 32-row tiles, 1521 on 16)
+    pypto.set_vec_tile_shapes(1, row_tile(n) if tt > 1 else min(n, ROW_TILE), d)
+    return pypto.where(kr, g_ring, g_step)
 
 
 def window_segment(ring, step, ring_bt, ids, req, meta, *, tt: int, n: int, w: int, d: int):
@@ -230,12 +239,13 @@ def window_segment(ring, step, ring_bt, ids, req, meta, *, tt: int, n: int, w: i
     Ring slot r of token t: row page·W + r of the ring cache viewed [P·W, D] (page = the
     request's block-table entry, gathered here; a page outside [0, P) selects nothing).
     Overlay s' ≤ s_t: row req·S + s' of the step's kv. Both sources are gathered over the
-    window columns and each column's row selected; every other column selects nothing: its
-    gather index is clamped to row 0 and the row replaced by zeros (a select, not a
-    multiply, so a NaN / Inf in an unreferenced row never reaches the output)."""
+    window columns and each column's row selected (one select, not a multiply); every other
+    column selects nothing from the caches: it holds the token's own step row (its run's
+    first token's, which every token of the run references) under the −1e30 bias, so a
+    NaN / Inf in a cache row no token references never reaches the output."""
     ri, oi, fr, fo = _window_resolve(ring_bt, ids, req, meta, tt=tt, n=n, w=w)
     bias = _window_bias(fr, fo)
-    return _window_rows(ring, step, ri, oi, fr, fo, tt=tt, n=n, d=d), bias
+    return _window_rows(ring, step, ri, oi, fr, tt=tt, n=n, d=d), bias
 
 
 def _select_rows(src, index, keep, *, tt: int, n: int, d: int):
@@ -293,7 +303,7 @@ def shared_segment(ring, step, ring_bt, cmp, cmp_bt, kind: str, ids, gids, req, 
     token's bias [tt, n] comes from its own logical ids (index math, no gather)."""
     if kind == "w":
         ri, oi, fr, fo = _window_resolve(ring_bt, gids, greq, gmeta, tt=groups, n=n, w=w)
-        rows = _window_rows(ring, step, ri, oi, fr, fo, tt=groups, n=n, d=d)
+        rows = _window_rows(ring, step, ri, oi, fr, tt=groups, n=n, d=d)
         _, _, tr, to = _window_resolve(ring_bt, ids, req, meta, tt=tt, n=n, w=w)
         return rows, _window_bias(tr, to)
     row, fk = _compressed_resolve(cmp_bt, gids, greq, gmeta, tt=groups, n=n, blk=blk, cap=cap)
@@ -565,8 +575,10 @@ def group_meta(idx: torch.Tensor, req: torch.Tensor, meta: torch.Tensor, group: 
     token's slot and visible entries; padding tokens hold zeros)."""
     Tp, K = idx.shape
     g = group
+    gm = meta.view(Tp // g, g, META_COLS).amax(1)
+    gm[:, M_OWN] = meta.view(Tp // g, g, META_COLS)[:, 0, M_OWN]  # the run's first token's step row
     return (idx.view(Tp // g, g, K).amax(1).contiguous(), req.view(Tp // g, g).amax(1).contiguous(),
-            meta.view(Tp // g, g, META_COLS).amax(1).contiguous())
+            gm.contiguous())
 
 
 def token_meta(ki: KernelInputs, tokens_padded: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -574,8 +586,9 @@ def token_meta(ki: KernelInputs, tokens_padded: int, device) -> tuple[torch.Tens
     (nothing read back): req [Tp] i32 (the token's request) and meta [Tp, 8] f32 — req·S
     (its first overlay row in the step's kv), its step slot s, the compressed entries it may
     see ((p+1)//ratio, `visible_entries`), the ring's row count P·W, the compressed cache's
-    page count P2 and W + S (the first compressed logical index). Padding tokens: request 0,
-    nothing visible (their index rows are −1)."""
+    page count P2, W + S (the first compressed logical index) and its own step row req·S + s
+    (`group_meta`: a run's first token's). Padding tokens: request 0, nothing visible (their
+    index rows are −1)."""
     B, S = ki.positions.shape
     T = B * S
     W = ki.kv_cache.shape[1]
@@ -589,6 +602,7 @@ def token_meta(ki: KernelInputs, tokens_padded: int, device) -> tuple[torch.Tens
         meta[:, M_CMP_PAGES] = float(ki.cmp_kv.shape[0])
     meta[:, M_RING_ROWS] = float(ki.kv_cache.shape[0] * W)
     meta[:, M_CMP_BASE] = float(W + S)
+    meta[:T, M_OWN] = meta[:T, M_REQ_BASE] + meta[:T, M_SLOT]  # the token's own step row
     return req, meta
 
 

@@ -105,3 +105,16 @@ def sim_contract_run(cases_module: str, case: str) -> dict:
     bad = cases.call(poisoned(cfg, inp, golden_of(cases)), cfg, "sim")
     fast = cases.call(inp, cfg, "sim", validate=False)
     return {"clean": clean, "poisoned": bad, "unvalidated": fast}
+
+
+def sim_step_isolation_run(cases_module: str, case: str) -> dict:
+    """In one process (one kernel): a decode step of several requests on the `sim` backend,
+    clean and with the first request's fresh kv rows (rows 0 … S − 1 of the step) set to
+    NaN: no other request references them."""
+    cases = importlib.import_module(cases_module)
+    c = cases.CASES[case]
+    inp = cases.make_inputs(c)
+    kv = inp["kv"].clone()
+    kv[:inp["positions"].shape[1]] = float("nan")
+    return {"clean": cases.call(inp, c.config, "sim"), "poisoned": cases.call(dict(inp, kv=kv), c.config, "sim"),
+            "positions": inp["positions"]}

@@ -149,13 +149,15 @@ class DecodeKit:
 
 
 def serving_bench(module: str, name: str, cfg, inp: dict, call: Callable, *, compress_ratio: int,
-                  positions: torch.Tensor, head: str, tail: str = "") -> BenchOutcome:
+                  positions: torch.Tensor, head: str, tail: str = "",
+                  cmp_columns: int | None = None) -> BenchOutcome:
     """The bench row of one call `call(inp, cfg, "sim", validate=False)` of a sparse-attention
     package at serving-size caches `inp`: measured whole (`dsv4_core.bench.measure`), the rows
     the kernel gathers charged at the copy rate (read + write), the ceiling of each distinct
     row a request reads once (`perf.distinct_traffic`) for tokens at `positions` [B, S]. The
-    row width with validate=False: the window, plus the top-k (CSA) or the compressed block
-    table's capacity (HCA)."""
+    row width with validate=False: the window, plus the top-k (CSA) or, for HCA, the call's
+    compressed columns `cmp_columns` (default the compressed block table's capacity, the
+    width of a decode call)."""
     from dsv4_core import bench as timing
 
     m = timing.measure(lambda: call(inp, cfg, "sim", validate=False),
@@ -165,7 +167,7 @@ def serving_bench(module: str, name: str, cfg, inp: dict, call: Callable, *, com
     if compress_ratio == 4:
         k += inp["topk_idxs"].shape[1]
     elif compress_ratio:
-        k += inp["cmp_block_table"].shape[-1] * inp["cmp_kv"].shape[1]
+        k += inp["cmp_block_table"].shape[-1] * inp["cmp_kv"].shape[1] if cmp_columns is None else cmp_columns
     gb = gathered_bytes(cfg, positions.numel(), k, compressed=compress_ratio > 0, group=g)
     nbytes, flops = distinct_traffic(cfg, positions, compress_ratio=compress_ratio, topk_idxs=inp.get("topk_idxs"),
                                      rows_per_token=k)

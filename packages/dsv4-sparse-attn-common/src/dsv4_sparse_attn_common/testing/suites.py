@@ -213,3 +213,24 @@ class MemoryContractSuite:
         with pytest.raises(contract.ReadBackError):  # the guard sees validate=True's checks
             with contract.no_readback(), contract.watch(run=False):
                 self.call(inp, "sim")
+
+
+class StepIsolationSuite:
+    """One request's fresh kv stays in that request (sim): a NaN in the first request's
+    step rows leaves every other request's output bit-identical (a window column that
+    reads nothing holds a row the token itself references, never another request's), and
+    does reach the first request's own output. `case`: a decode step of B ≥ 2 requests in
+    which a later request's windows have holes (early positions)."""
+
+    cases = None
+    case = ""
+
+    def test_one_requests_fresh_kv_stays_in_that_request_on_simulator(self):
+        from .contract import sim_step_isolation_run
+
+        r, _ = sim.isolated(sim_step_isolation_run, self.cases.__name__, self.case)
+        B, S = r["positions"].shape
+        assert B >= 2 and bool((r["positions"][1:] < self.cases.CASES[self.case].config.window - 1).any())
+        assert torch.isfinite(r["clean"].float()).all()
+        assert torch.equal(r["poisoned"][S:], r["clean"][S:])
+        assert not torch.isfinite(r["poisoned"][:S].float()).all()  # … where its own tokens read it
