@@ -170,16 +170,16 @@ def sink_softmax_tile(qt, kt_rows, ids, state, sink, *, scale: float, tl: AttnTi
 # columns per vector tile of the [tt, n] index math: a comparison's bool output takes 32×
 # its element count in the unified buffer ([8, 512] overflowed it)
 IDX_TILE = 128
-# rows per vector tile of the selects on gathered bf16 rows [tt, n, D]: the window's double
-# select (ring, then step) keeps 16-row tiles (32 fail in pypto's cost model for some
-# shapes); the compressed rows' single select takes 32-row tiles where it can (`row_tile`:
-# FLASH CSA decode at 64K 466 → 443 µs; n = 40, 48 fail with 32); 64 rows overflow the
-# unified buffer
+# rows per vector tile of the selects on gathered bf16 rows [tt, n, D]: 16, or 32 where
+# `row_tile` allows (the compressed rows' select: FLASH CSA decode at 64K 466 → 443 µs;
+# n = 40, 48 fail with 32; the window's one select likewise, except on a tile that is a
+# single run, see `_window_rows`); 64 rows overflow the unified buffer
 ROW_TILE = 16
 
 
 def row_tile(n: int) -> int:
-    """Rows per vector tile of the compressed rows' select on a segment of n gathered rows."""
+    """Rows per vector tile of a select on a segment of n gathered rows (the compressed
+    rows'; the window's where a tile holds several tokens or runs)."""
     return min(n, 32 if n >= 64 else ROW_TILE)
 
 
@@ -572,7 +572,8 @@ def group_meta(idx: torch.Tensor, req: torch.Tensor, meta: torch.Tensor, group: 
     (device ops on O(step) metadata, nothing read back): each group's union row gidx
     [Tp / group, K] (a group's rows hold one column layout, each column the same id or −1:
     the max), its request greq and metadata gmeta (the max over its tokens: the last real
-    token's slot and visible entries; padding tokens hold zeros)."""
+    token's slot and visible entries; padding tokens hold zeros — except `M_OWN`, the
+    group's first token's own step row, which every token of the group references)."""
     Tp, K = idx.shape
     g = group
     gm = meta.view(Tp // g, g, META_COLS).amax(1)
