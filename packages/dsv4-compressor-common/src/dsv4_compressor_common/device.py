@@ -47,6 +47,8 @@ class KernelMeta:
     valid: torch.Tensor  # [N, W] f32 1: the slot exists
     rope_pos: torch.Tensor  # [N] int64 each window's first position (RoPE), 0 for none
     cmp_rows: torch.Tensor  # [N] int32 flat cmp_kv row, −1: no write
+    slot_row: torch.Tensor  # [N, W] int64 flat state row of each slot read from the state cache, −1: none
+    slot_pos: torch.Tensor  # [N, W] int64 the position each slot needs
 
     def padded(self, tile: int) -> KernelMeta:
         """N padded to a multiple of `tile` with windows that have no slot and no cmp row."""
@@ -62,7 +64,19 @@ class KernelMeta:
         return dataclasses.replace(
             self, win_tok=cat(self.win_tok, T), kv_state=cat(self.kv_state, 0), score_state=cat(self.score_state, 0),
             tok=cat(self.tok, 0), from_state=cat(self.from_state, 0),
-            valid=cat(self.valid, 0), rope_pos=cat(self.rope_pos, 0), cmp_rows=cat(self.cmp_rows, -1))
+            valid=cat(self.valid, 0), rope_pos=cat(self.rope_pos, 0), cmp_rows=cat(self.cmp_rows, -1),
+            slot_row=cat(self.slot_row, -1), slot_pos=cat(self.slot_pos, 0))
+
+    def tag_checked(self, state_pos: torch.Tensor) -> KernelMeta:
+        """The slots read from the state cache kept only where their row's tag (`state_pos`)
+        is the position they need; a stale slot is absent, selected away like a missing page
+        (what `validate=True` refuses as `StateMissingError`). Read after this call's tags
+        are written, so a row this call overwrites (pages aliased, which `validate=True`
+        refuses) carries its new position and is dropped too. O(N·W) tags gathered on their
+        device, nothing read back."""
+        held = state_pos.view(-1)[self.slot_row.clamp(min=0)].to(torch.int64)
+        keep = ((self.slot_row < 0) | (held == self.slot_pos)).to(torch.float32)
+        return dataclasses.replace(self, from_state=self.from_state * keep, valid=self.valid * keep)
 
 
 def kernel_meta(ratio: int, head_dim: int, start_pos: torch.Tensor, seq: int, state_block_table: torch.Tensor,
@@ -118,6 +132,7 @@ def kernel_meta(ratio: int, head_dim: int, start_pos: torch.Tensor, seq: int, st
     cmp_rows = torch.where(exists & (cmap >= 0) & (cmap < cmp_rows_total), cmap, torch.full_like(cmap, -1))
     rope_pos = torch.where(exists, closing - R + 1, torch.zeros_like(closing))
     N = B * K
+    slot_row = torch.where(valid & from_state, srow, torch.full_like(srow, -1))
 
     def i32(t):
         return t.reshape(N, -1).to(torch.int32).contiguous() if t.dim() == 3 else t.reshape(N).to(torch.int32)
@@ -127,7 +142,8 @@ def kernel_meta(ratio: int, head_dim: int, start_pos: torch.Tensor, seq: int, st
         closes=((pos + 1) % R == 0).reshape(-1), win_tok=win_tok.reshape(N), kv_state=i32(kv_state),
         score_state=i32(score_state), tok=i32(tok_chunk),
         from_state=(valid & from_state).reshape(N, W).to(torch.float32),
-        valid=valid.reshape(N, W).to(torch.float32), rope_pos=rope_pos.reshape(N), cmp_rows=i32(cmp_rows))
+        valid=valid.reshape(N, W).to(torch.float32), rope_pos=rope_pos.reshape(N), cmp_rows=i32(cmp_rows),
+        slot_row=slot_row.reshape(N, W), slot_pos=sp.reshape(N, W))
 
 
 def masked_scatter(rows: torch.Tensor, tile: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

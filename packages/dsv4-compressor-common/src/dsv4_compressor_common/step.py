@@ -79,13 +79,15 @@ def compute_reference(cfg: AttentionConfig, plan: Plan, x2d, wkv, wgate, ape, no
 
 
 def compute_kernel(cfg: AttentionConfig, meta: KernelMeta, backend: str, x2d, wkv, wgate, ape, norm_weight,
-                   state, cmp_kv, *, rotate: bool = False, rope_shift: int = 0) -> StepValues:
+                   state, state_pos, cmp_kv, *, rotate: bool = False, rope_shift: int = 0) -> StepValues:
     """The pypto kernels on the caches themselves: projections + scores, written into `state`
-    in place (state rows of tokens that have one); then pooling + norm + RoPE (+ the Hadamard
-    with `rotate=True`) of the candidate windows, each slot read from the state cache or this
-    call's rows, the entries written into `cmp_kv` in place. Returns this call's rows and the
-    windows' entries [N, head_dim] (N = meta.windows). `rope_shift`: RoPE positions shifted
-    (a perturbation the golden check must catch)."""
+    in place (state rows of tokens that have one), and their position tags into `state_pos`;
+    then, each state slot kept only where its row's tag is its position (`tag_checked`),
+    pooling + norm + RoPE (+ the Hadamard with `rotate=True`) of the candidate windows, each
+    slot read from the state cache or this call's rows, the entries written into `cmp_kv` in
+    place. Returns this call's rows and the windows' entries [N, head_dim] (N =
+    meta.windows). `rope_shift`: RoPE positions shifted (a perturbation the golden check must
+    catch)."""
     ratio, HD = meta.ratio, meta.head_dim
     mode = run_mode(backend)
     T, dev = x2d.shape[0], x2d.device
@@ -104,9 +106,10 @@ def compute_kernel(cfg: AttentionConfig, meta: KernelMeta, backend: str, x2d, wk
     run(build_project_kernel(cfg, ratio, run_mode=mode, tokens=T, head_dim=HD),
         [x2d.contiguous(), wkv.contiguous(), wgate.contiguous(), ape.contiguous(), ape_idx, pick, 2 * dst, 2 * dst + 1,
          anyr, kv_rows, score_rows, state.view(-1, C)], f"compressor_ratio{ratio}_project")
+    write_tags(state_pos, meta)
     N = meta.windows
     nt = pool_tile(cfg, ratio, N, rotate=rotate)
-    m = meta.padded(nt)
+    m = meta.tag_checked(state_pos).padded(nt)
     cos, sin = rope_on_device(cfg, ratio, m.rope_pos + rope_shift)
     had = [on_device(h, dev) for h in hadamard_halves(HD, cfg.rope_dim)] if rotate else []
     out = torch.zeros(m.kv_state.shape[0], HD, dtype=torch.bfloat16, device=dev)
@@ -139,7 +142,8 @@ def run_step(cfg: AttentionConfig, ratio: int, backend: str, x2d, wkv, wgate, ap
     torch backend: the host plan (which validates, reading indices back) and the golden.
     Kernel backends: `validate=True` runs the same plan's checks first (nothing written on a
     refusal); then O(step) device metadata (`device.kernel_meta`, no read-back), the kernels
-    on the caches in place, and the position tags written in place (O(step) elements)."""
+    on the caches in place, and the position tags written in place (O(step) elements); with
+    `validate=False` a state slot whose tag is stale is absent (never pooled)."""
     if backend == "torch" or validate:
         plan = make_plan(cfg, ratio, start_pos, seq, state_pos, state_block_table, cmp_slot_mapping, cmp_kv,
                          head_dim=head_dim, names=names)
@@ -156,8 +160,8 @@ def run_step(cfg: AttentionConfig, ratio: int, backend: str, x2d, wkv, wgate, ap
         return out, closes
     meta = kernel_meta_for(cfg, ratio, start_pos, seq, state, state_block_table, cmp_slot_mapping, cmp_kv,
                            head_dim=head_dim)
-    vals = compute_kernel(cfg, meta, backend, x2d, wkv, wgate, ape, norm_weight, state, cmp_kv, rotate=rotate)
-    write_tags(state_pos, meta)
+    vals = compute_kernel(cfg, meta, backend, x2d, wkv, wgate, ape, norm_weight, state, state_pos, cmp_kv,
+                          rotate=rotate)
     return tokens_out(meta, vals.entries)
 
 

@@ -10,6 +10,7 @@ With `scenario` a rotate case and `rotate=True` it binds the indexer's key compr
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable
 
 import pytest
@@ -18,6 +19,7 @@ import torch
 from dsv4_core import contract, sim
 
 from ..paging import StateMissingError
+from ..step import compute_reference
 from .golden import CaseSet
 from .scenarios import CALL_ARGS, Case, clone_inputs, make_inputs, plan_of, prefill_inputs, straddling_case
 
@@ -69,14 +71,29 @@ def _poison_unreferenced(case: Case, inp: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _stale_row(case: Case, inp: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    """The first state row a window reads, given a stale tag (−1: it holds no position) and
+    NaN contents: (inputs, the row)."""
+    plan = plan_of(case, inp)
+    read = plan.slot_row[plan.slot_row >= 0]
+    assert read.numel(), f"{case.name} reads no state row: the stale-tag check needs one"
+    row = int(read[0])
+    out = clone_inputs(inp)
+    out["state_pos"].view(-1)[row] = -1
+    out["state"].view(-1, out["state"].shape[-1])[row] = float("nan")
+    return out, row
+
+
 def _values(call: Callable, kind: str, case: Case, rotate: bool) -> dict[str, Any]:
     """In one simulator process: the call with validate=True, with validate=False under
-    `no_readback`, and with NaN in every unreferenced state row."""
+    `no_readback`, with NaN in every unreferenced state row, and with one read row's tag
+    stale (validate=False)."""
     cfg = case.config
     base = make_inputs(case)
-    res = {}
+    stale, stale_row = _stale_row(case, base)
+    res = {"stale_row": stale_row}
     for name, inp, validate in (("checked", clone_inputs(base), True), ("unchecked", clone_inputs(base), False),
-                                ("poisoned", _poison_unreferenced(case, base), False)):
+                                ("poisoned", _poison_unreferenced(case, base), False), ("stale", stale, False)):
         args = _args(kind, inp)
         if validate:
             out = call(*args.values(), config=cfg, backend="sim", validate=True)
@@ -179,6 +196,35 @@ class ContractSuite:
         want = t["cmp_kv"].view(-1, t["cmp_kv"].shape[-1])[rows].float()
         assert torch.allclose(got, want, atol=0.1, rtol=0.05), (got - want).abs().max()
         assert torch.equal(a["kv"].float().abs().sum(-1) > 0, t["kv"].float().abs().sum(-1) > 0)
+
+    def test_validate_false_drops_a_state_row_whose_tag_is_stale(self, values, case):
+        """validate=False, one state row the windows read tagged -1 and filled with NaN: its
+        slots are absent (as validate=True would refuse them, the kernel never pools them).
+        The windows that read it match the golden pooled without those slots; every other
+        entry and every state row written keep the bits of the clean call."""
+        a, s, row = values["checked"], values["stale"], values["stale_row"]
+        base = make_inputs(case)
+        plan = plan_of(case, base)
+        drop = plan.slot_row == row
+        hit = drop.any(1)
+        assert hit.any()
+        dropped = dataclasses.replace(plan, slot_valid=plan.slot_valid & ~drop,
+                                      slot_row=torch.where(drop, torch.full_like(plan.slot_row, -1), plan.slot_row))
+        x2d = base["x"].reshape(case.batch * case.seq, -1)
+        w = [base[k] for k in ("wkv", "wgate", "ape", "norm_weight")]
+        want = compute_reference(case.config, dropped, x2d, *w, base["state"], rotate=case.rotate).entries
+        cmp_of = lambda v: v["cmp_kv"].view(-1, v["cmp_kv"].shape[-1])  # noqa: E731
+        rows = plan.cmp_rows
+        assert (rows[hit] >= 0).all(), "the windows reading the stale row must write an entry"
+        got = cmp_of(s)[rows[hit]].float()
+        assert not torch.isnan(got).any(), "a stale row's NaN reached an entry"
+        assert torch.allclose(got, want[hit], atol=0.1, rtol=0.05), (got - want[hit]).abs().max()
+        keep = rows[~hit & (rows >= 0)]
+        assert torch.equal(_bits(cmp_of(s)[keep]), _bits(cmp_of(a)[keep]))
+        written = plan.state_rows[plan.state_rows >= 0]
+        flat = lambda v: v["state"].view(-1, v["state"].shape[-1])  # noqa: E731
+        assert torch.equal(_bits(flat(s)[written]), _bits(flat(a)[written]))
+        assert torch.equal(s["state_pos"].view(-1)[written], a["state_pos"].view(-1)[written])
 
     def test_nan_in_an_unreferenced_state_row_never_reaches_an_entry(self, values):
         a, p = values["checked"], values["poisoned"]

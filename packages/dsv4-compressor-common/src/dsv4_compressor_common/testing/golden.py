@@ -14,7 +14,6 @@ from dsv4_core import AttentionConfig
 from dsv4_core.compare import compare, compare_exact
 from dsv4_core.golden import BenchOutcome, GoldenOutcome
 
-from ..device import write_tags
 from ..pooling import coff, window_size
 from ..step import combined_run, compute_kernel, compute_reference, kernel_meta_for
 from .scenarios import Case, clone_inputs, make_inputs, plan_of
@@ -47,8 +46,7 @@ def golden(module: str, case: Case, *, perturb: str | None = None) -> GoldenOutc
     meta = kernel_meta_for(cfg, R, inp["start_pos"], S, kin["state"], kin["state_block_table"],
                            kin["cmp_slot_mapping"], kin["cmp_kv"], head_dim=plan.head_dim, swap_halves=swap_halves)
     compute_kernel(cfg, meta, "sim", x2d, kin["wkv"], kin["wgate"], kin["ape"], kin["norm_weight"], kin["state"],
-                   kin["cmp_kv"], rotate=case.rotate, rope_shift=rope_shift)
-    write_tags(kin["state_pos"], meta)
+                   kin["state_pos"], kin["cmp_kv"], rotate=case.rotate, rope_shift=rope_shift)
     C = coff(R) * cfg.head_dim
     written = plan.state_rows >= 0
     rows = kin["state"].view(-1, 2 * C)[plan.state_rows[written]]
