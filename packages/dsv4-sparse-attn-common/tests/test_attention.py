@@ -208,6 +208,18 @@ def test_finalize_tile_heads_fit_the_unified_buffer():
         assert 3 * 4 * tl.hv_o * cfg.head_dim <= UB_BYTES
 
 
+def test_the_lower_partition_bound_only_where_the_cost_model_needs_it():
+    """128 heads over two or more row tiles (PRO CSA decode: 1152 columns) build with the
+    lower partition bound pypto's cost model needs there; every other shape keeps pypto's
+    own (the bench rows that run today are unchanged)."""
+    from dsv4_core import FLASH, PRO
+    from dsv4_sparse_attn_common.kernel import WIDE_PG_UPPER_BOUND
+
+    assert default_tiling(PRO, 128, 1152).pg_upper_bound == WIDE_PG_UPPER_BOUND
+    for cfg, k in ((PRO, 128), (PRO, 641), (FLASH, 640), (FLASH, 1152), (FLASH, 8321), (TINY, 1152)):
+        assert default_tiling(cfg, 128, k).pg_upper_bound == 0, (cfg.num_heads, k)
+
+
 def _paged(q, kv, rows, cos, sin, blk: int = 128, fill: float = float("nan")):
     """One-source physical rows [T, K] over kv [N, D] as the kernel takes a call: kv as the
     compressed cache (padded to whole pages of `fill` rows), each token its own request

@@ -4,6 +4,7 @@ measures and stores its ceilings (`dsv4_core.chip`):
     python -m dsv4_core.microbench show
     python -m dsv4_core.microbench measure [--quick] [--write]
     python -m dsv4_core.microbench gather [--quick]     # each gather path's price per byte
+    python -m dsv4_core.microbench inputs [--gb 3]      # the simulator's host memory per input byte
 """
 
 # no `from __future__ import annotations`: pypto reads kernel annotations as objects
@@ -143,6 +144,40 @@ def measure_gathers(quick: bool = False) -> list[dict]:
     return out
 
 
+def _resident_gb() -> float:
+    with open("/proc/self/status") as f:
+        return int(f.read().split("VmRSS:")[1].split()[0]) / 1e6
+
+
+def _input_memory_trial(gb: float) -> dict:
+    """One cost-model run of a kernel that reads 16 rows of an uninitialised `gb`-GB input
+    (`torch.empty`: no page touched before the call): the process's resident memory before
+    and after the launch."""
+    import pypto
+    import torch
+
+    DYN = pypto.DYNAMIC
+
+    @pypto.frontend.jit(runtime_options=jit_options())
+    def head_rows(big: pypto.Tensor([DYN, 512], pypto.DT_FP32), out: pypto.Tensor([16, 512], pypto.DT_FP32)):
+        for i in pypto.loop(1, name="one", idx_name="i"):
+            pypto.set_vec_tile_shapes(16, 512)
+            pypto.assemble(pypto.mul(pypto.view(big, [16, 512], [i * 16, 0]), 1.0), [0, 0], out)
+
+    big = torch.empty(int(gb * 1e9 / 2048), 512)
+    before = _resident_gb()
+    sim.run(head_rows, [big, torch.zeros(16, 512)], name="head_rows", values=False)
+    return {"input_gb": big.numel() * 4 / 1e9, "resident_before_gb": before, "resident_after_gb": _resident_gb()}
+
+
+def measure_input_memory(gb: float = 3.0) -> dict:
+    """`_input_memory_trial` in its own process: how much host memory pypto's simulator
+    holds per byte of a kernel's input, whatever the kernel reads of it."""
+    res, _ = sim.isolated(_input_memory_trial, gb)
+    res["resident_per_input_byte"] = (res["resident_after_gb"] - res["resident_before_gb"]) / res["input_gb"]
+    return res
+
+
 def measure(quick: bool = False) -> dict[str, Any]:
     """Run the microbenchmarks (each in its own process) and return the ceilings record."""
     trials = []
@@ -177,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("show", help="print the stored ceilings and how they were measured")
     g = sub.add_parser("gather", help="price each gather path per byte next to a copy (minutes)")
     g.add_argument("--quick", action="store_true", help="the small source only")
+    i = sub.add_parser("inputs", help="the simulator's host memory per byte of a kernel input (seconds)")
+    i.add_argument("--gb", type=float, default=3.0, help="size of the uninitialised input")
     m = sub.add_parser("measure", help="re-measure the ceilings under the cost model (minutes)")
     m.add_argument("--quick", action="store_true", help="one tile configuration each")
     m.add_argument("--write", action="store_true", help=f"store the result in {CEILINGS_FILE.name}")
@@ -199,6 +236,12 @@ def main(argv: list[str] | None = None) -> int:
             extra = "-" if r["path"] == "view" else f"{r['gather_us']:.1f}"
             print(f"| {r['path']} | {r['source_rows']} | {r['us']:.1f} | {extra} | "
                   f"{'-' if gb is None else f'{gb:.0f}'} | {rel} |")
+        return 0
+    if a.cmd == "inputs":
+        r = measure_input_memory(a.gb)
+        print(f"an uninitialised {r['input_gb']:.2f} GB input, of which the kernel reads 16 rows: resident "
+              f"{r['resident_before_gb']:.2f} → {r['resident_after_gb']:.2f} GB "
+              f"({r['resident_per_input_byte']:.2f} bytes per input byte)")
         return 0
     rec = measure(quick=a.quick)
     print(json.dumps({k: v for k, v in rec.items() if k != "trials"}, indent=1))

@@ -116,6 +116,19 @@ def _skip_swim_lane_scripts(root: str) -> None:
     _state["shim"] = shim
 
 
+def _skip_function_graphs() -> None:
+    """pypto's simulator draws the dependency graphs between its tasks, tiles and tile ops
+    (dot files, `simulation.draw_function_graph`) on every cost-model run. Nothing here
+    reads them, and they do not enter the modelled time; they are skipped unless the
+    artefacts are kept for analysis (DSV4_KEEP_SIM=1)."""
+    if _state.get("graphs_off") or os.environ.get("DSV4_KEEP_SIM") == "1":
+        return
+    from pypto import config
+
+    config.set_global_config("simulation.draw_function_graph", False)
+    _state["graphs_off"] = True
+
+
 def _install_input_hook() -> None:
     if _state["hooked"]:
         return
@@ -206,6 +219,7 @@ def run(kernel: Callable, args: Sequence[Any], *, name: str = "kernel", values: 
 
     root = _artefact_root()
     _skip_swim_lane_scripts(root)
+    _skip_function_graphs()
     vdir = None
     if values:
         _install_input_hook()

@@ -39,6 +39,7 @@ class AttnTiling:
     cube_pv: tuple = ((16, 16), (128, 128), (128, 256))  # p·v
     cube_oa: tuple = ((16, 16), (128, 512), (128, 128))  # per-group o·wo_aᵀ
     cube_ob: tuple = ((16, 16), (128, 512), (128, 128))  # o_r·wo_bᵀ
+    pg_upper_bound: int = 0  # pypto's partition bound for the kernel's leaf functions (0: pypto's own)
 
 
 # rows per online-softmax tile at most: fewer, larger tiles model faster (HCA at 64K has
@@ -99,6 +100,15 @@ def share_group(compress_ratio: int, batch: int, seq: int) -> int:
     return seq if tt % seq == 0 else 1
 
 
+# pypto 0.2.0's cost model fails to take in ("Errcode: FFFFFF", CostModel::ParseInput::
+# BuildFunction: a leaf function's op sequence longer than its tile ops) the kernel of
+# 128 heads over two or more row tiles (PRO CSA decode at 64K: 1152 columns); a lower
+# partition bound splits its vector work into smaller leaf functions and it runs. Only
+# there: elsewhere the default passes (FLASH CSA decode modelled the same span under either
+# bound when it was tried, README)
+WIDE_PG_UPPER_BOUND = 2000
+
+
 def default_tiling(cfg, tokens: int = 1, rows_per_token: int = 128) -> AttnTiling:
     """Tiles for `cfg` and a call of `tokens` query tokens with index rows of
     `rows_per_token` columns (the kernel is built per call): attention over tiles of 8 or 16
@@ -112,14 +122,16 @@ def default_tiling(cfg, tokens: int = 1, rows_per_token: int = 128) -> AttnTilin
     to = min((256 if tokens >= 1024 else 128) // tt * tt, -(-tokens // tt) * tt)
     mo = max(16, min(128, to))
     kt = kv_tile(rows_per_token)
+    nk = max(1, -(-rows_per_token // kt))
     na = balanced_n_tile(cfg.o_lora_rank, cfg.o_groups, m=mo)
     nb = balanced_n_tile(cfg.hidden_size, 1, m=mo)
-    return AttnTiling(tt=tt, to=to, kt=kt, nk=max(1, -(-rows_per_token // kt)), hv_s=min(h, 16),
+    return AttnTiling(tt=tt, to=to, kt=kt, nk=nk, hv_s=min(h, 16),
                       hv_o=min(h, finalize_heads(cfg.head_dim)),
                       # whole-row L1 tiles (k = D for q·kᵀ, k = kt for p·v): fewer, larger copies
                       cube_s=((m, m), (128, cfg.head_dim), (256, 256)), cube_pv=((m, m), (128, kt), (128, 256)),
                       # weight-streaming projections: column tiles that fill whole waves of cube cores
-                      cube_oa=((mo, mo), (128, 512), (na, na)), cube_ob=((mo, mo), (128, 512), (nb, nb)))
+                      cube_oa=((mo, mo), (128, 512), (na, na)), cube_ob=((mo, mo), (128, 512), (nb, nb)),
+                      pg_upper_bound=WIDE_PG_UPPER_BOUND if h > 64 and nk > 1 else 0)
 
 
 def pad_rows(rows: torch.Tensor, tt: int, kt: int) -> torch.Tensor:
@@ -432,6 +444,7 @@ def build_sparse_attn_kernel(cfg, tiling: AttnTiling | None = None, run_mode=Non
     SCALE = float(cfg.softmax_scale)
     BLK, MW = int(cmp_block_size), int(cmp_table_width)
     compressed = BLK > 0
+    passes = {"pg_upper_bound": tl.pg_upper_bound} if tl.pg_upper_bound else None
     F32, BF16, I32 = pypto.DT_FP32, pypto.DT_BF16, pypto.DT_INT32
     DYN = pypto.DYNAMIC
     Tn = pypto.Tensor
@@ -502,7 +515,7 @@ def build_sparse_attn_kernel(cfg, tiling: AttnTiling | None = None, run_mode=Non
             pypto.assemble(y, [i * TO, 0], out)
 
     if compressed:
-        @pypto.frontend.jit(runtime_options=backends.jit_options(run_mode))
+        @pypto.frontend.jit(runtime_options=backends.jit_options(run_mode), pass_options=passes)
         def sparse_attn(q: Tn([DYN, GR * H, D], BF16), ring: Tn([DYN, D], BF16), step: Tn([DYN, D], BF16),
                         cmp: Tn([DYN, D], BF16), cmp_bt: Tn([DYN, MW], I32), ring_bt: Tn([DYN, 1], I32),
                         idx: Tn([DYN, NK * KT], I32), req: Tn([DYN], I32), meta: Tn([DYN, META_COLS], F32),
@@ -513,7 +526,7 @@ def build_sparse_attn_kernel(cfg, tiling: AttnTiling | None = None, run_mode=Non
             body(q, ring, step, cmp, cmp_bt, ring_bt, idx, req, meta, gidx, greq, gmeta, sink, cos, sin, swap, wo_a,
                  wo_b, out)
     else:
-        @pypto.frontend.jit(runtime_options=backends.jit_options(run_mode))
+        @pypto.frontend.jit(runtime_options=backends.jit_options(run_mode), pass_options=passes)
         def sparse_attn(q: Tn([DYN, GR * H, D], BF16), ring: Tn([DYN, D], BF16), step: Tn([DYN, D], BF16),
                         ring_bt: Tn([DYN, 1], I32), idx: Tn([DYN, NK * KT], I32), req: Tn([DYN], I32),
                         meta: Tn([DYN, META_COLS], F32), gidx: Tn([DYN, NK * KT], I32), greq: Tn([DYN], I32),

@@ -4,7 +4,9 @@ Small tier (TINY preset and shards): positions < 4 (empty compressed set, partia
 fewer valid top-k entries than k plus ring wrap-around with S = 2 (the step's own tokens
 through the overlay; the first token of a step handed an entry only its sibling may see,
 which the causal cut masks), a TP shard, PRO group geometry (PRO sharded to 16 heads, top-k
-1024). Flash tier: FLASH decode B=64, S=2 at 64K context (128 + 512 = 640 rows per token) —
+1024) and PRO's own 128 heads over two row tiles (the kernel built with the lower partition
+bound pypto's cost model needs there, `dsv4_sparse_attn_common.kernel.WIDE_PG_UPPER_BOUND`).
+Flash tier: FLASH decode B=64, S=2 at 64K context (128 + 512 = 640 rows per token) —
 numbers on
 the full case in the interpreter (T = 128 tokens: about 3 minutes and 15 GB), timed by the
 cost model in the same run."""
@@ -27,6 +29,7 @@ SMALL_CASES = [
     Case("tiny-fewer-wrap-B2S2", TINY, (20, 302), 2, fewer_topk=True, causal_probe=True),
     Case("tiny-tp2-B2S2", shard_heads(TINY, 2), (126, 1000), 2, causal_probe=True),
     Case("pro-tp8-B1S2", shard_heads(PRO, 8), (3000,), 2),
+    Case("pro-B1S2", PRO, (3000,), 2),
 ]
 CTX_1M = 1 << 20
 FLASH_CASES, BENCH = serving_decode_cases(CTX_64K - 130, CTX_64K - 2, "-64K")
