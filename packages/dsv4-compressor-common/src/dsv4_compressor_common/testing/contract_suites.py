@@ -52,6 +52,11 @@ def spread_caches(inp: dict[str, Any], factor: int = SPREAD) -> dict[str, Any]:
     return out
 
 
+def _rows(cache: torch.Tensor) -> torch.Tensor:
+    """A cache [blocks, page, width] as its flat rows [blocks·page, width] (a view)."""
+    return cache.view(-1, cache.shape[-1])
+
+
 def _watch(call: Callable, kind: str, inp: dict[str, Any], cfg, validate: bool):
     with contract.watch(run=False) as w:
         call(*_args(kind, inp).values(), config=cfg, backend="sim", validate=validate)
@@ -62,7 +67,7 @@ def _poison_unreferenced(case: Case, inp: dict[str, Any]) -> dict[str, Any]:
     """NaN in every state row the call neither reads (a window's slot) nor writes."""
     plan = plan_of(case, inp)
     out = clone_inputs(inp)
-    flat = out["state"].view(-1, out["state"].shape[-1])
+    flat = _rows(out["state"])
     keep = torch.zeros(flat.shape[0], dtype=torch.bool)
     for rows in (plan.slot_row, plan.state_rows):
         r = rows[rows >= 0]
@@ -80,7 +85,7 @@ def _stale_row(case: Case, inp: dict[str, Any]) -> tuple[dict[str, Any], int]:
     row = int(read[0])
     out = clone_inputs(inp)
     out["state_pos"].view(-1)[row] = -1
-    out["state"].view(-1, out["state"].shape[-1])[row] = float("nan")
+    _rows(out["state"])[row] = float("nan")
     return out, row
 
 
@@ -192,8 +197,8 @@ class ContractSuite:
         a, t = values["checked"], values["torch"]
         assert torch.equal(a["closes"], t["closes"]) and torch.equal(a["state_pos"], t["state_pos"])
         rows = values["written"]
-        got = a["cmp_kv"].view(-1, a["cmp_kv"].shape[-1])[rows].float()
-        want = t["cmp_kv"].view(-1, t["cmp_kv"].shape[-1])[rows].float()
+        got = _rows(a["cmp_kv"])[rows].float()
+        want = _rows(t["cmp_kv"])[rows].float()
         assert torch.allclose(got, want, atol=0.1, rtol=0.05), (got - want).abs().max()
         assert torch.equal(a["kv"].float().abs().sum(-1) > 0, t["kv"].float().abs().sum(-1) > 0)
 
@@ -213,17 +218,15 @@ class ContractSuite:
         x2d = base["x"].reshape(case.batch * case.seq, -1)
         w = [base[k] for k in ("wkv", "wgate", "ape", "norm_weight")]
         want = compute_reference(case.config, dropped, x2d, *w, base["state"], rotate=case.rotate).entries
-        cmp_of = lambda v: v["cmp_kv"].view(-1, v["cmp_kv"].shape[-1])  # noqa: E731
         rows = plan.cmp_rows
         assert (rows[hit] >= 0).all(), "the windows reading the stale row must write an entry"
-        got = cmp_of(s)[rows[hit]].float()
+        got = _rows(s["cmp_kv"])[rows[hit]].float()
         assert not torch.isnan(got).any(), "a stale row's NaN reached an entry"
         assert torch.allclose(got, want[hit], atol=0.1, rtol=0.05), (got - want[hit]).abs().max()
         keep = rows[~hit & (rows >= 0)]
-        assert torch.equal(_bits(cmp_of(s)[keep]), _bits(cmp_of(a)[keep]))
+        assert torch.equal(_bits(_rows(s["cmp_kv"])[keep]), _bits(_rows(a["cmp_kv"])[keep]))
         written = plan.state_rows[plan.state_rows >= 0]
-        flat = lambda v: v["state"].view(-1, v["state"].shape[-1])  # noqa: E731
-        assert torch.equal(_bits(flat(s)[written]), _bits(flat(a)[written]))
+        assert torch.equal(_bits(_rows(s["state"])[written]), _bits(_rows(a["state"])[written]))
         assert torch.equal(s["state_pos"].view(-1)[written], a["state_pos"].view(-1)[written])
 
     def test_nan_in_an_unreferenced_state_row_never_reaches_an_entry(self, values):
