@@ -150,7 +150,7 @@ def test_window_indices_examples():
     idx = window_indices(torch.tensor([[130, 131]]), W)
     assert idx[0, 0] == 3 and idx[0, -1] == W and idx[1, -2:].tolist() == [W, W + 1]
     idx = window_indices(torch.tensor([[0], [127], [128]]), W)
-    assert idx[0, 0] == W and (idx[0, 1:] == -1).all()
+    assert idx[0, -1] == W and (idx[0, :-1] == -1).all()  # a young request's row ends with its positions
     assert idx[1, :127].tolist() == list(range(127)) and idx[1, 127] == W
     assert idx[2, :127].tolist() == list(range(1, 128)) and idx[2, 127] == W
 
@@ -186,6 +186,30 @@ def test_kv_tile_fewest_tiles_of_at_most_1024_in_64_row_steps():
     assert [kv_tile(k) for k in (1, 128, 130, 640, 648, 783, 1152, 8320)] == [128, 128, 192, 640, 704, 832, 576, 960]
 
 
+def test_only_the_last_step_columns_of_a_window_read_the_step():
+    """A token's step rows are the last S columns of its window (for runs too), so the
+    kernel gathers the step's kv for those only (rounded so the ring-only part is a whole
+    number of 16-column tiles); S = 0 or S >= the window: every window column."""
+    from dsv4_sparse_attn_common import step_columns, tile_segments, window_indices
+
+    assert [step_columns(128, s) for s in (0, 1, 2, 16, 17, 127, 128, 1024)] == [128, 16, 16, 16, 32, 128, 128, 128]
+    assert step_columns(129, 2, 2) == 17  # a run of 2: W − 1 + 2 columns
+    assert step_columns(135, 2, 8) == 135 - 112  # a run of 8 longer than the step: its last 8
+    for W, S, g in ((128, 2, 1), (128, 2, 2), (128, 8, 8), (128, 5, 1), (128, 2, 8), (128, 12, 8), (128, 16, 8)):
+        p = torch.tensor([[200 + s for s in range(S)], [3 + s for s in range(S)]])
+        idx = window_indices(p, W, g)
+        step_cols = (idx >= W).nonzero()[:, 1]
+        tail = g * -(-S // g)
+        assert int(step_cols.min()) == idx.shape[1] - tail, (W, S, g)  # step ids only in the last columns
+        assert int(step_cols.min()) >= idx.shape[1] - step_columns(idx.shape[1], S, g)
+    assert tile_segments(0, 128, 128, False, 16) == [("r", 0, 112), ("w", 112, 16)]
+    assert tile_segments(0, 128, 128, False) == [("w", 0, 128)]  # default: unchanged
+    assert tile_segments(0, 192, 143, False, 143) == [("w", 0, 192)]  # padding joins the window segment
+    assert tile_segments(0, 640, 128, True, 16) == [("r", 0, 112), ("w", 112, 16), ("c", 128, 512)]
+    assert tile_segments(1, 576, 128, True, 16) == [("c", 576, 576)]
+    assert tile_segments(0, 704, 129, True, 17) == [("r", 0, 112), ("w", 112, 17), ("c", 129, 575)]
+
+
 def test_pad_rows():
     r = pad_rows(torch.zeros(3, 130, dtype=torch.int32), 8, 128)
     assert r.shape == (8, 256) and (r[3:] == -1).all() and (r[:, 130:] == -1).all()
@@ -218,6 +242,9 @@ def test_the_lower_partition_bound_only_where_the_cost_model_needs_it():
     assert default_tiling(PRO, 128, 1152).pg_upper_bound == WIDE_PG_UPPER_BOUND
     for cfg, k in ((PRO, 128), (PRO, 641), (FLASH, 640), (FLASH, 1152), (FLASH, 8321), (TINY, 1152)):
         assert default_tiling(cfg, 128, k).pg_upper_bound == 0, (cfg.num_heads, k)
+        assert default_tiling(cfg, 128, k).step_split, (cfg.num_heads, k)
+    # that kernel also gathers the step's kv over the whole window (the split modelled slower)
+    assert not default_tiling(PRO, 128, 1152).step_split
 
 
 def _paged(q, kv, rows, cos, sin, blk: int = 128, fill: float = float("nan")):

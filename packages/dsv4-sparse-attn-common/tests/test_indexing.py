@@ -202,3 +202,14 @@ def test_gathered_bytes_count_a_runs_rows_once():
     runs = gathered_bytes(FLASH, 128, W + 1 + 512, group=2)  # 641 → 704 columns per run of 2
     assert runs == 2 * 64 * (2 * (W + 1) + 704 - (W + 1)) * D
     assert runs < per_token
+    # a decode step of S = 2: the step's kv gathered for the last 16 window columns only
+    assert gathered_bytes(FLASH, 128, W + 512, step_tokens=2) == 2 * 128 * (640 + 16) * D
+    assert gathered_bytes(FLASH, 128, W, compressed=False, step_tokens=2) == 2 * 128 * (W + 16) * D
+    assert gathered_bytes(FLASH, 128, W + 1 + 512, group=2, step_tokens=2) == 2 * 64 * (704 + 17) * D
+    # PRO CSA decode (128 heads, two row tiles) keeps the two-source window (`step_split`)
+    from dsv4_core import PRO
+
+    assert gathered_bytes(PRO, 128, W + 1024, step_tokens=2) == 2 * 128 * (1152 + W) * D
+    # a prefill chunk longer than the window: every window column reads both sources
+    assert gathered_bytes(FLASH, 1024, W + 15, compressed=False, group=16, step_tokens=1024) \
+        == 2 * 64 * (192 + 192) * D

@@ -13,8 +13,8 @@ W = TINY.window
 def test_window_rows_partial_window():
     idx = build_indices(torch.tensor([[5]]), config=TINY)
     assert idx.shape == (1, W)
-    assert idx[0, :5].tolist() == [0, 1, 2, 3, 4] and idx[0, 5] == W + 0  # itself via the overlay
-    assert (idx[0, 6:] == -1).all()
+    assert idx[0, -6:-1].tolist() == [0, 1, 2, 3, 4] and idx[0, -1] == W + 0  # itself via the overlay, last
+    assert (idx[0, :-6] == -1).all()
 
 
 def test_window_rows_wrap_and_overlay():

@@ -324,9 +324,11 @@ def _child_init(root: str) -> None:
 
 def _death(procs: list) -> str:
     """Why a child died, from its exit code: SIGKILL is what the system's out-of-memory killer
-    sends (a large case whose simulator outgrew the memory); anything else is a pypto crash."""
+    sends (a large case whose simulator outgrew the memory); anything else is a pypto crash.
+    A child the out-of-memory killer took may take a while to be reaped (its memory is
+    freed first): waited for up to a minute (5 s left it unknown for a 12 GB child)."""
     for p in procs:
-        p.join(timeout=5)
+        p.join(timeout=60)
     codes = [p.exitcode for p in procs if p.exitcode is not None]
     if -9 in codes:
         return "killed with SIGKILL: most likely out of memory"

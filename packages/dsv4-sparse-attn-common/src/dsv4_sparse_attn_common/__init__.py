@@ -53,10 +53,12 @@ from .kernel import (
     grouped_oproj,
     kv_tile,
     pad_rows,
+    ring_segment,
     run_sparse_attn,
     share_group,
     shared_segment,
     sink_softmax_tile,
+    step_columns,
     tile_segments,
     token_meta,
     widen_swap,
@@ -71,7 +73,7 @@ from .reference import (
 )
 from .validate import validate_attention_args
 
-__version__ = "0.1.11"
+__version__ = "0.2.0"
 ROPE_ABI_CONSUMED = "dsv4-rope/1"
 require_abi("dsv4-sparse-attn-common", ROPE_ABI_CONSUMED)
 
@@ -86,5 +88,5 @@ __all__ = [
     "window_indices", "write_window_cache", "check_window_write", "__version__", "check_positions_shape",
     "decode_kernel_inputs", "index_rows_unchecked", "kernel_inputs", "rope_rows_unchecked", "token_meta",
     "window_rows", "compressed_segment", "fold_segments", "tile_segments", "window_segment",
-    "decode_rows", "group_meta", "share_group", "shared_segment", "window_columns",
+    "decode_rows", "group_meta", "share_group", "shared_segment", "window_columns", "ring_segment", "step_columns",
 ]

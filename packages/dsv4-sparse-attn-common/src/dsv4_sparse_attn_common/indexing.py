@@ -70,15 +70,19 @@ def window_indices(positions: torch.Tensor, window: int, group: int = 1) -> torc
     """Window index rows [B·S, W] int32 for positions [B, S] (a decode step of S tokens per
     request, or a prefill chunk as B=1, S=T).
 
-    Token (b, s) at position p sees positions max(0, p−W+1) … p, oldest first, −1 after
-    them when p < W−1. A position of this step (s' ≤ s) is the overlay index W + s'; an
-    older one is its ring slot pos % W (the ring holds the W positions before the step).
+    Token (b, s) at position p sees positions max(0, p−W+1) … p, oldest first and aligned
+    to the row's end: column j holds position p − W + 1 + j, −1 where that is < 0 (a young
+    request's row starts with −1). A position of this step (s' ≤ s) is the overlay index
+    W + s'; an older one is its ring slot pos % W (the ring holds the W positions before
+    the step). So a token's step positions are always its row's last columns (at most S:
+    the kernel gathers the step's kv for those only, `step_columns`).
 
     group > 1: the rows of each run of `group` consecutive tokens of a request (the last
     run of a request may be shorter) share one column layout, so that the kernel reads
     the run's rows once (`share_group`): [B·S, W − 1 + group], column j of a run starting
     at position P0 holds position P0 − W + 1 + j; the run's token u sees columns
-    u … W − 1 + u (−1 elsewhere, and for positions < 0)."""
+    u … W − 1 + u (−1 elsewhere, and for positions < 0). group 1 is the per-token layout
+    above."""
     return window_rows(check_positions_grid(positions), window, group)
 
 
@@ -87,31 +91,7 @@ def window_rows(positions: torch.Tensor, window: int, group: int = 1) -> torch.T
     device, for `validate=False`)."""
     p = positions
     B, S = p.shape
-    W = window
-    if group > 1:
-        return _shared_window_rows(p, W, group)
-    k = torch.arange(W, device=p.device)
-    p0 = p[:, :1]  # first position of the step per request
-    wpos = p[:, :, None] - (W - 1) + k  # [B, S, W]
-    # shift left so columns 0..min(p, W-1) hold the valid positions
-    shift = (W - 1 - p).clamp(min=0)[:, :, None]
-    wpos = wpos + shift
-    ok = k[None, None, :] <= p[:, :, None]
-    in_step = wpos >= p0[:, :, None]
-    idx = torch.where(in_step, W + (wpos - p0[:, :, None]), wpos % W)
-    idx = torch.where(ok, idx, torch.full_like(idx, -1))
-    return idx.reshape(B * S, W).to(torch.int32)
-
-
-def window_columns(window: int, group: int = 1) -> int:
-    """Window columns of an index row: W per token, W − 1 + group for a run of `group`
-    tokens (`window_indices`)."""
-    return window if group == 1 else window - 1 + group
-
-
-def _shared_window_rows(p: torch.Tensor, W: int, g: int) -> torch.Tensor:
-    """`window_rows` with runs of g tokens sharing one column layout."""
-    B, S = p.shape
+    W, g = window, group
     s = torch.arange(S, device=p.device)
     u = s % g  # the token's place in its run
     p_run = p[:, s - u]  # [B, S] the run's first position
@@ -122,6 +102,12 @@ def _shared_window_rows(p: torch.Tensor, W: int, g: int) -> torch.Tensor:
     idx = torch.where(pos >= p0, W + (pos - p0), pos % W)
     idx = torch.where(ok, idx, torch.full_like(idx, -1))
     return idx.reshape(B * S, window_columns(W, g)).to(torch.int32)
+
+
+def window_columns(window: int, group: int = 1) -> int:
+    """Window columns of an index row: W per token, W − 1 + group for a run of `group`
+    tokens (`window_indices`)."""
+    return window if group == 1 else window - 1 + group
 
 
 def compressed_indices(entries: torch.Tensor, window: int, step_tokens: int) -> torch.Tensor:

@@ -1,6 +1,7 @@
 """The pypto sparse-attention kernel the four sparse-attention packages run, and its blocks:
 in-kernel resolution and gather of the paged caches read in place (`window_segment`: ring
-pages through the window block table and the step's kv; `compressed_segment`: compressed
+pages through the window block table and the step's kv, for the window's last
+`step_columns`; `ring_segment`: the ring alone, for the others; `compressed_segment`: compressed
 pages through their block table; `index_select`, masked by a select), tiled online softmax
 with sink (`fold_segments`; `sink_softmax_tile` is the one-tile form), inverse RoPE
 (dsv4-rope-tables' `rope_rotate`), grouped output projection (`grouped_oproj`).
@@ -40,6 +41,7 @@ class AttnTiling:
     cube_oa: tuple = ((16, 16), (128, 512), (128, 128))  # per-group o·wo_aᵀ
     cube_ob: tuple = ((16, 16), (128, 512), (128, 128))  # o_r·wo_bᵀ
     pg_upper_bound: int = 0  # pypto's partition bound for the kernel's leaf functions (0: pypto's own)
+    step_split: bool = True  # gather the step's kv for a window's last `step_columns` only (see default_tiling)
 
 
 # rows per online-softmax tile at most: fewer, larger tiles model faster (HCA at 64K has
@@ -123,6 +125,11 @@ def default_tiling(cfg, tokens: int = 1, rows_per_token: int = 128) -> AttnTilin
     mo = max(16, min(128, to))
     kt = kv_tile(rows_per_token)
     nk = max(1, -(-rows_per_token // kt))
+    # more than 64 heads over two or more row tiles (PRO CSA decode): the lower partition
+    # bound, and the step's kv gathered over the whole window — the ring-only segment
+    # (`step_columns`) modelled slower there (kernel 1132 → 1170 µs, total 1412 → 1426),
+    # where it is faster elsewhere (FLASH SWA decode total 369 → 357 µs, PRO 668 → 622)
+    wide = h > 64 and nk > 1
     na = balanced_n_tile(cfg.o_lora_rank, cfg.o_groups, m=mo)
     nb = balanced_n_tile(cfg.hidden_size, 1, m=mo)
     return AttnTiling(tt=tt, to=to, kt=kt, nk=nk, hv_s=min(h, 16),
@@ -131,7 +138,7 @@ def default_tiling(cfg, tokens: int = 1, rows_per_token: int = 128) -> AttnTilin
                       cube_s=((m, m), (128, cfg.head_dim), (256, 256)), cube_pv=((m, m), (128, kt), (128, 256)),
                       # weight-streaming projections: column tiles that fill whole waves of cube cores
                       cube_oa=((mo, mo), (128, 512), (na, na)), cube_ob=((mo, mo), (128, 512), (nb, nb)),
-                      pg_upper_bound=WIDE_PG_UPPER_BOUND if h > 64 and nk > 1 else 0)
+                      pg_upper_bound=WIDE_PG_UPPER_BOUND if wide else 0, step_split=not wide)
 
 
 def pad_rows(rows: torch.Tensor, tt: int, kt: int) -> torch.Tensor:
@@ -200,10 +207,11 @@ META_COLS = 8  # per-token f32 metadata columns of the kernel (`token_meta`)
 M_REQ_BASE, M_SLOT, M_VISIBLE, M_RING_ROWS, M_CMP_PAGES, M_CMP_BASE, M_OWN = range(7)
 
 
-def _window_resolve(ring_bt, ids, req, meta, *, tt: int, n: int, w: int):
-    """Window columns' resolution: logical ids [tt, n] i32 → (ring row i32, step row i32,
-    ring-selected f32 0/1, step-selected f32 0/1), each [tt, n] (see `window_segment`)."""
-    F32, I32 = pypto.DT_FP32, pypto.DT_INT32
+def _ring_resolve(ring_bt, ids, req, meta, *, tt: int, n: int, w: int):
+    """Ring slots' resolution: logical ids [tt, n] i32 → (ids f32, ring row f32, ring-ok
+    bool), each [tt, n]: slot r of token t is row page·W + r, page = its request's
+    block-table entry; selected where 0 ≤ r < W and the row is inside the ring cache."""
+    F32 = pypto.DT_FP32
     pypto.set_vec_tile_shapes(tt, min(n, IDX_TILE))
     x = pypto.cast(ids, F32)
     page = pypto.cast(pypto.index_select(ring_bt, 0, req), F32)  # [tt, 1]
@@ -211,6 +219,21 @@ def _window_resolve(ring_bt, ids, req, meta, *, tt: int, n: int, w: int):
     ring_ok = pypto.logical_and(pypto.logical_and(pypto.ge(x, 0.0), pypto.lt(x, float(w))),
                                 pypto.logical_and(pypto.ge(ring_row, 0.0),
                                                   pypto.lt(ring_row, pypto.view(meta, [tt, 1], [0, M_RING_ROWS]))))
+    return x, ring_row, ring_ok
+
+
+def _ring_only(ring_bt, ids, req, meta, *, tt: int, n: int, w: int):
+    """Ring-only columns' resolution (`ring_segment`): → (ring row i32 in range, selected
+    f32 0/1), each [tt, n]."""
+    _, ring_row, ring_ok = _ring_resolve(ring_bt, ids, req, meta, tt=tt, n=n, w=w)
+    return pypto.cast(pypto.where(ring_ok, ring_row, 0.0), pypto.DT_INT32), pypto.where(ring_ok, 1.0, 0.0)
+
+
+def _window_resolve(ring_bt, ids, req, meta, *, tt: int, n: int, w: int):
+    """Window columns' resolution: logical ids [tt, n] i32 → (ring row i32, step row i32,
+    ring-selected f32 0/1, step-selected f32 0/1), each [tt, n] (see `window_segment`)."""
+    I32 = pypto.DT_INT32
+    x, ring_row, ring_ok = _ring_resolve(ring_bt, ids, req, meta, tt=tt, n=n, w=w)
     y = pypto.sub(x, float(w))
     ov_ok = pypto.logical_and(pypto.ge(y, 0.0), pypto.le(y, pypto.view(meta, [tt, 1], [0, M_SLOT])))
     ov_row = pypto.add(y, pypto.view(meta, [tt, 1], [0, M_REQ_BASE]))
@@ -260,14 +283,29 @@ def window_segment(ring, step, ring_bt, ids, req, meta, *, tt: int, n: int, w: i
     return _window_rows(ring, step, ri, oi, fr, tt=tt, n=n, d=d), bias
 
 
-def _select_rows(src, index, keep, *, tt: int, n: int, d: int):
+def ring_segment(ring, ring_bt, ids, req, meta, *, tt: int, n: int, w: int, d: int):
+    """Window columns that read the ring only (`tile_segments`' "r": before the last
+    `step_columns` of the window, where no token's step row can be): ring rows gathered
+    and selected as `window_segment`'s, a column that reads no ring row → a zero row under
+    the −1e30 bias; the step's kv is not gathered for them."""
+    ri, fr = _ring_only(ring_bt, ids, req, meta, tt=tt, n=n, w=w)
+    return _select_rows(ring, ri, fr, tt=tt, n=n, d=d, rt=ring_row_tile(n)), pypto.mul(pypto.sub(fr, 1.0), 1e30)
+
+
+def ring_row_tile(n: int) -> int:
+    """Rows per vector tile of a ring-only segment's select: 32 where they divide its n
+    rows, else 16 (FLASH SWA decode, 112 ring-only rows: 332 µs on 32-row tiles, 324 on 16)."""
+    return row_tile(n) if n % 32 == 0 else min(n, ROW_TILE)
+
+
+def _select_rows(src, index, keep, *, tt: int, n: int, d: int, rt: int = 0):
     """src rows at index [tt, n] i32 (in range) → [tt, n, D], rows where keep [tt, n] f32 is 0
-    replaced by zeros (a select)."""
+    replaced by zeros (a select) on vector tiles of rt rows (default `row_tile`)."""
     pypto.set_vec_tile_shapes(1, min(n, IDX_TILE), 1)  # [.., 1] lanes pad to 32 bytes
     k3 = pypto.gt(pypto.reshape(keep, [tt, n, 1]), 0.5)
     pypto.set_vec_tile_shapes(1, 16, d)
     g = pypto.index_select(src, 0, index)  # [tt, n, D]
-    pypto.set_vec_tile_shapes(1, row_tile(n), d)
+    pypto.set_vec_tile_shapes(1, rt or row_tile(n), d)
     return pypto.where(k3, g, 0.0)
 
 
@@ -313,6 +351,11 @@ def shared_segment(ring, step, ring_bt, cmp, cmp_bt, kind: str, ids, gids, req, 
     share one row set (`share_group`): each group's rows are resolved from its union row
     gids [groups, n] (group metadata greq / gmeta) and gathered once → [groups, n, D]; each
     token's bias [tt, n] comes from its own logical ids (index math, no gather)."""
+    if kind == "r":
+        ri, fr = _ring_only(ring_bt, gids, greq, gmeta, tt=groups, n=n, w=w)
+        rows = _select_rows(ring, ri, fr, tt=groups, n=n, d=d, rt=ring_row_tile(n))
+        _, tr = _ring_only(ring_bt, ids, req, meta, tt=tt, n=n, w=w)
+        return rows, pypto.mul(pypto.sub(tr, 1.0), 1e30)
     if kind == "w":
         ri, oi, fr, fo = _window_resolve(ring_bt, gids, greq, gmeta, tt=groups, n=n, w=w)
         rows = _window_rows(ring, step, ri, oi, fr, tt=groups, n=n, d=d)
@@ -324,20 +367,42 @@ def shared_segment(ring, step, ring_bt, cmp, cmp_bt, kind: str, ids, gids, req, 
     return rows, pypto.mul(pypto.sub(tk, 1.0), 1e30)
 
 
-def tile_segments(j: int, kt: int, w: int, compressed: bool) -> list:
-    """Column segments [(kind, start, width)] of online-softmax tile j: the window columns
-    [0, W) gathered from the ring and the step's kv ("w"), the others from the compressed
-    cache ("c"); without a compressed cache the whole tile is window-kind (its extra
-    columns are −1). The kernel concatenates a tile's segments into one [tt, kt, D] tile."""
+# the ring-only columns of a window end on a multiple of this (`step_columns`)
+STEP_ROUND = 16
+
+
+def step_columns(window_cols: int, step_tokens: int = 0, group: int = 1) -> int:
+    """Trailing window columns of an index row that may read the step's kv. A token's step
+    rows are its request's positions from the step's first on, at the end of its row
+    (`window_indices`): the last S columns of a token's row; with runs of `group` tokens
+    (which may be longer than the step: a padded one-request call), the last
+    group·⌈S / group⌉. The columns before them read the ring only, and the step's kv is
+    gathered for these only, rounded so that the ring-only part is a multiple of
+    STEP_ROUND. 0 (or S ≥ the window): every window column."""
+    if step_tokens <= 0:
+        return window_cols
+    tail = group * -(-step_tokens // group)
+    return window_cols - max(0, window_cols - tail) // STEP_ROUND * STEP_ROUND
+
+
+def tile_segments(j: int, kt: int, w: int, compressed: bool, step_cols: int | None = None) -> list:
+    """Column segments [(kind, start, width)] of online-softmax tile j: of the window
+    columns [0, w), the last `step_cols` (default all: `step_columns`) gathered from the
+    ring and the step's kv ("w") and the others from the ring alone ("r"); the columns
+    after the window from the compressed cache ("c"), or without a compressed cache part of
+    the last window segment (−1 columns). The kernel concatenates a tile's segments into
+    one [tt, kt, D] tile."""
     a, b = j * kt, (j + 1) * kt
-    if not compressed:
-        return [("w", a, kt)]
+    tail = w if step_cols is None else min(w, step_cols)
+    if compressed:
+        spans = [("r", 0, w - tail), ("w", w - tail, w), ("c", w, b)]
+    else:
+        spans = [("r", 0, w - tail), ("w", w - tail, max(b, w))]
     segs = []
-    if a < w:
-        segs.append(("w", a, min(b, w) - a))
-    if b > w:
-        lo = max(a, w)
-        segs.append(("c", lo, b - lo))
+    for kind, lo, hi in spans:
+        lo, hi = max(a, lo), min(b, hi)
+        if hi > lo:
+            segs.append((kind, lo, hi - lo))
     return segs
 
 
@@ -406,7 +471,8 @@ def _cube_pv(tl: AttnTiling, n: int) -> tuple:
 
 
 def build_sparse_attn_kernel(cfg, tiling: AttnTiling | None = None, run_mode=None, *, inverse_rope: bool = True,
-                             cmp_block_size: int = 0, cmp_table_width: int = 0, group: int = 1):
+                             cmp_block_size: int = 0, cmp_table_width: int = 0, group: int = 1,
+                             step_tokens: int = 0):
     """The sparse-attention kernel for `cfg` (every size from the config), reading the paged
     caches in place:
 
@@ -431,7 +497,13 @@ def build_sparse_attn_kernel(cfg, tiling: AttnTiling | None = None, run_mode=Non
     one request whose index rows share one column layout (`index_rows(group=)`); q is then
     [T / group, group·H, D] (the same memory), and gidx [T / group, K] i32 (each group's
     union row), greq [T / group] i32 and gmeta [T / group, 8] f32 (`group_meta`) resolve
-    each group's rows once (`shared_segment`). With group 1 they are not read."""
+    each group's rows once (`shared_segment`). With group 1 they are not read.
+
+    step_tokens S > 0 (the call's positions [B, S]; a prefill chunk's [1, T]): a request's
+    step rows are in its rows' last `step_columns(W − 1 + group, S, group)` window columns;
+    the columns before them read the ring alone (`ring_segment`) and the step's kv is
+    gathered for the last ones only (a step id in a ring-only column selects nothing).
+    0, or a tiling without `step_split`: every window column may read it."""
     tl = tiling or default_tiling(cfg)
     H, D, G, W = cfg.num_heads, cfg.head_dim, cfg.o_groups, cfg.window
     OR, GIN, DH = cfg.o_lora_rank, cfg.group_in_dim, cfg.hidden_size
@@ -441,6 +513,8 @@ def build_sparse_attn_kernel(cfg, tiling: AttnTiling | None = None, run_mode=Non
         raise ValueError(f"group: {GR} must divide the attention tile's {TT} tokens")
     NG = TT // GR
     WW = window_columns(W, GR)  # window columns of an index row
+    # of the window columns, the last TAIL may read the step's kv
+    TAIL = step_columns(WW, step_tokens, GR) if tl.step_split else WW
     SCALE = float(cfg.softmax_scale)
     BLK, MW = int(cmp_block_size), int(cmp_table_width)
     compressed = BLK > 0
@@ -472,13 +546,15 @@ def build_sparse_attn_kernel(cfg, tiling: AttnTiling | None = None, run_mode=Non
                     qt = pypto.view(q, [TT, H, D], [off, 0, 0])
                 for j in range(NK):
                     segs = []
-                    for kind, a, w in tile_segments(j, KT, WW, compressed):
+                    for kind, a, w in tile_segments(j, KT, WW, compressed, TAIL):
                         ids = pypto.view(idx, [TT, w], [off, a])
                         if GR > 1:
                             gids = pypto.view(gidx, [NG, w], [goff, a])
                             rows, bias = shared_segment(ring, step, ring_bt, cmp, cmp_bt, kind, ids, gids, rq, grq,
                                                         mt, gmt, tt=TT, groups=NG, n=w, w=W, blk=BLK,
                                                         cap=BLK * MW, d=D)
+                        elif kind == "r":
+                            rows, bias = ring_segment(ring, ring_bt, ids, rq, mt, tt=TT, n=w, w=W, d=D)
                         elif kind == "w":
                             rows, bias = window_segment(ring, step, ring_bt, ids, rq, mt, tt=TT, n=w, w=W, d=D)
                         else:
@@ -676,6 +752,7 @@ def run_sparse_attn(cfg, backend: str, q, ki: KernelInputs, sink, wo_a, wo_b, *,
                    sink.float().reshape(1, H, 1).contiguous(), cp, spd, on_device(swap_full, dev), wo_a.contiguous(),
                    wo_b.contiguous(), out]
     kernel = build_sparse_attn_kernel(cfg, tl, backends.run_mode(backend), inverse_rope=inverse_rope,
-                                      cmp_block_size=blk, cmp_table_width=mw, group=g)
+                                      cmp_block_size=blk, cmp_table_width=mw, group=g,
+                                      step_tokens=ki.positions.shape[1])
     backends.launch(kernel, args, backend=backend, name=name, values=values)
     return out[:T]

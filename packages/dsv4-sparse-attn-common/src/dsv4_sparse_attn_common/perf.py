@@ -13,22 +13,29 @@ def traffic(cfg, tokens: int, rows_per_token: int) -> tuple:
     return float(nbytes), float(flops)
 
 
-def gathered_bytes(cfg, tokens: int, rows_per_token: int, *, compressed: bool = True, group: int = 1) -> float:
+def gathered_bytes(cfg, tokens: int, rows_per_token: int, *, compressed: bool = True, group: int = 1,
+                   step_tokens: int = 0) -> float:
     """Bytes the kernel gathers with `index_select` in one call (pypto's cost model prices
     them 3.2–6.4× below a copy of the same bytes: a bench can charge them at the copy rate):
     per token — per run of `group` tokens that share their rows (`share_group`), whose row
-    is `rows_per_token` wide — the window columns from both the ring and the step's kv (2·W
-    rows; W − 1 + group window columns for a run), the other columns of its padded row
-    tiles from the compressed cache, D bf16 lanes each; the selected copy of every
-    gathered row (the select) is not counted."""
+    is `rows_per_token` wide — each column of its padded row tiles once (the window columns
+    from the ring, the others from the compressed cache), and the window columns that may
+    read the step from the step's kv too (`step_columns(W − 1 + group, step_tokens,
+    group)`; every window column for step_tokens 0 or a tiling without `step_split`), D
+    bf16 lanes each; the selected copy of every gathered row (the select) is not counted."""
     from .indexing import window_columns
-    from .kernel import kv_tile
+    from .kernel import default_tiling, kv_tile, step_columns
 
     kt = kv_tile(rows_per_token)
     padded = max(kt, -(-rows_per_token // kt) * kt)
     ww = window_columns(cfg.window, group)
     w = min(ww, padded) if compressed else padded
-    rows = 2 * w + (padded - w)
+    split = default_tiling(cfg, tokens, rows_per_token).step_split
+    sc = step_columns(ww, step_tokens, group) if split else ww
+    tail = min(sc, w)
+    if not compressed:  # the last window segment takes the row's padding columns (`tile_segments`)
+        tail = padded - (ww - sc)
+    rows = padded + tail
     return float(2 * -(-tokens // group) * rows * cfg.head_dim)
 
 

@@ -19,7 +19,7 @@ from dsv4_core import AttentionConfig
 from dsv4_sparse_attn_common import ROPE_ABI_CONSUMED, decode_attention, window_indices
 from dsv4_sparse_attn_common import write_window_cache as update_window_cache
 
-__version__ = "0.3.6"
+__version__ = "0.4.0"
 # ROPE_ABI_CONSUMED: the family's (its kernel and golden do the rotation; it checks the ABI at import)
 COMPRESS_RATIO = 0
 
@@ -30,7 +30,8 @@ __all__ = ["COMPRESS_RATIO", "ROPE_ABI_CONSUMED", "build_indices", "sparse_attn_
 def build_indices(positions: torch.Tensor, *, config: AttentionConfig) -> torch.Tensor:
     """Index rows [B·S, W] int32 for positions [B, S] (consecutive per request): token (b, s)
     at position p gets the positions max(0, p−W+1) … p oldest first as ring slot `pos % W`
-    (older than the step) or `W + s'` (the step's token s' ≤ s), then −1."""
+    (older than the step) or `W + s'` (the step's token s' ≤ s), aligned to the row's end
+    (column j holds position p − W + 1 + j; −1 before them)."""
     return window_indices(positions, config.window)
 
 

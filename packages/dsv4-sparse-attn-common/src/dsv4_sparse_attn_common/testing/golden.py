@@ -168,7 +168,8 @@ def serving_bench(module: str, name: str, cfg, inp: dict, call: Callable, *, com
         k += inp["topk_idxs"].shape[1]
     elif compress_ratio:
         k += inp["cmp_block_table"].shape[-1] * inp["cmp_kv"].shape[1] if cmp_columns is None else cmp_columns
-    gb = gathered_bytes(cfg, positions.numel(), k, compressed=compress_ratio > 0, group=g)
+    gb = gathered_bytes(cfg, positions.numel(), k, compressed=compress_ratio > 0, group=g,
+                        step_tokens=positions.shape[1])
     nbytes, flops = distinct_traffic(cfg, positions, compress_ratio=compress_ratio, topk_idxs=inp.get("topk_idxs"),
                                      rows_per_token=k)
     rows = f"rows/token={k}" if g == 1 else f"rows/run of {g} tokens={k}"
