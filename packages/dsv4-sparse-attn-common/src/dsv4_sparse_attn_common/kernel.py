@@ -244,9 +244,15 @@ def _window_resolve(ring_bt, ids, req, meta, *, tt: int, n: int, w: int):
     return ri, oi, pypto.where(ring_ok, 1.0, 0.0), pypto.where(ov_ok, 1.0, 0.0)
 
 
+def _keep_bias(keep):
+    """0 where a column selects a row (keep [tt, n] f32 1), −1e30 where it selects nothing (0)."""
+    return pypto.mul(pypto.sub(keep, 1.0), 1e30)
+
+
 def _window_bias(fr, fo):
-    """0 where a window column selects a row, −1e30 where it selects nothing."""
-    return pypto.mul(pypto.sub(pypto.add(fr, fo), 1.0), 1e30)
+    """0 where a window column selects a row (from the ring or the step), −1e30 where it
+    selects nothing."""
+    return _keep_bias(pypto.add(fr, fo))
 
 
 def _window_rows(ring, step, ri, oi, fr, *, tt: int, n: int, d: int):
@@ -289,7 +295,7 @@ def ring_segment(ring, ring_bt, ids, req, meta, *, tt: int, n: int, w: int, d: i
     and selected as `window_segment`'s, a column that reads no ring row → a zero row under
     the −1e30 bias; the step's kv is not gathered for them."""
     ri, fr = _ring_only(ring_bt, ids, req, meta, tt=tt, n=n, w=w)
-    return _select_rows(ring, ri, fr, tt=tt, n=n, d=d, rt=ring_row_tile(n)), pypto.mul(pypto.sub(fr, 1.0), 1e30)
+    return _select_rows(ring, ri, fr, tt=tt, n=n, d=d, rt=ring_row_tile(n)), _keep_bias(fr)
 
 
 def ring_row_tile(n: int) -> int:
@@ -341,7 +347,7 @@ def compressed_segment(cmp, cmp_bt, ids, req, meta, *, tt: int, n: int, blk: int
     cmp_bt[req_t, c // blk]; it selects nothing unless 0 ≤ c < min(visible_t, capacity) and
     the page is in [0, P2) (clamped index, zero row, −1e30 bias: see `window_segment`)."""
     row, fk = _compressed_resolve(cmp_bt, ids, req, meta, tt=tt, n=n, blk=blk, cap=cap)
-    bias = pypto.mul(pypto.sub(fk, 1.0), 1e30)
+    bias = _keep_bias(fk)
     return _select_rows(cmp, row, fk, tt=tt, n=n, d=d), bias
 
 
@@ -354,8 +360,8 @@ def shared_segment(ring, step, ring_bt, cmp, cmp_bt, kind: str, ids, gids, req, 
     if kind == "r":
         ri, fr = _ring_only(ring_bt, gids, greq, gmeta, tt=groups, n=n, w=w)
         rows = _select_rows(ring, ri, fr, tt=groups, n=n, d=d, rt=ring_row_tile(n))
-        _, tr = _ring_only(ring_bt, ids, req, meta, tt=tt, n=n, w=w)
-        return rows, pypto.mul(pypto.sub(tr, 1.0), 1e30)
+        _, _, tok = _ring_resolve(ring_bt, ids, req, meta, tt=tt, n=n, w=w)  # each token's mask only
+        return rows, _keep_bias(pypto.where(tok, 1.0, 0.0))
     if kind == "w":
         ri, oi, fr, fo = _window_resolve(ring_bt, gids, greq, gmeta, tt=groups, n=n, w=w)
         rows = _window_rows(ring, step, ri, oi, fr, tt=groups, n=n, d=d)
@@ -364,7 +370,7 @@ def shared_segment(ring, step, ring_bt, cmp, cmp_bt, kind: str, ids, gids, req, 
     row, fk = _compressed_resolve(cmp_bt, gids, greq, gmeta, tt=groups, n=n, blk=blk, cap=cap)
     rows = _select_rows(cmp, row, fk, tt=groups, n=n, d=d)
     _, tk = _compressed_resolve(cmp_bt, ids, req, meta, tt=tt, n=n, blk=blk, cap=cap)
-    return rows, pypto.mul(pypto.sub(tk, 1.0), 1e30)
+    return rows, _keep_bias(tk)
 
 
 # the ring-only columns of a window end on a multiple of this (`step_columns`)

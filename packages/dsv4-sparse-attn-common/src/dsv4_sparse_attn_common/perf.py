@@ -32,9 +32,9 @@ def gathered_bytes(cfg, tokens: int, rows_per_token: int, *, compressed: bool = 
     w = min(ww, padded) if compressed else padded
     split = default_tiling(cfg, tokens, rows_per_token).step_split
     sc = step_columns(ww, step_tokens, group) if split else ww
-    tail = min(sc, w)
-    if not compressed:  # the last window segment takes the row's padding columns (`tile_segments`)
-        tail = padded - (ww - sc)
+    # the step-reading segment: the window's last sc columns; without a compressed cache it
+    # also takes the row's padding columns (`tile_segments`)
+    tail = min(sc, w) if compressed else padded - (ww - sc)
     rows = padded + tail
     return float(2 * -(-tokens // group) * rows * cfg.head_dim)
 
