@@ -45,7 +45,7 @@ def test_contract_errors():
 
 
 @pytest.mark.parametrize("name,ratio", [("tiny-swa-wrap-T12", 0), ("tiny-hca-T12", 128), ("tiny-csa-fewer-T12", 4),
-                                        ("tiny-csa-start0-T10", 4)])
+                                        ("tiny-csa-start0-T10", 4), ("tiny-csa-runs-T40", 4)])
 def test_torch_backend_matches_independent_oracle(name, ratio):
     inp = make_inputs(CASES[name])
     out = call(inp, TINY, "torch")

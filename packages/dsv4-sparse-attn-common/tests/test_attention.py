@@ -247,6 +247,25 @@ def test_the_lower_partition_bound_only_where_the_cost_model_needs_it():
     assert not default_tiling(PRO, 128, 1152).step_split
 
 
+def test_long_rows_loop_over_their_compressed_only_row_tiles():
+    """Rows with two or more compressed-only row tiles (HCA at 1M context: 129 + 8192
+    columns per run) run those in a loop; every kernel of the 64K bench (at most one such
+    tile) stays unrolled, and a layer without a compressed cache never loops."""
+    from dsv4_core import FLASH, PRO
+    from dsv4_sparse_attn_common import LOOP_MIN_TILES, looped_row_tiles
+
+    def looped(cfg, k, ws=129, compressed=True):
+        return looped_row_tiles(default_tiling(cfg, 128, k), ws, compressed)
+
+    assert LOOP_MIN_TILES == 2
+    assert looped(FLASH, 129 + 8192) == default_tiling(FLASH, 128, 8321).nk - 1 == 8
+    assert looped(PRO, 129 + 8192) == 8
+    for cfg, k, ws in ((FLASH, 641, 129), (PRO, 641, 129), (FLASH, 640, 128), (PRO, 1152, 128),
+                       (FLASH, 192 + 512, 192), (FLASH, 143 + 520, 143)):
+        assert looped(cfg, k, ws) == 0, (cfg.num_heads, k)
+    assert looped(FLASH, 129 + 8192, compressed=False) == 0
+
+
 def _paged(q, kv, rows, cos, sin, blk: int = 128, fill: float = float("nan")):
     """One-source physical rows [T, K] over kv [N, D] as the kernel takes a call: kv as the
     compressed cache (padded to whole pages of `fill` rows), each token its own request

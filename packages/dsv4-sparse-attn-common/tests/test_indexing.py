@@ -10,6 +10,7 @@ from dsv4_sparse_attn_common import (
     index_rows,
     visible_entries,
     visible_entry_columns,
+    window_columns,
     window_indices,
 )
 
@@ -155,8 +156,30 @@ def test_runs_share_one_window_layout_with_each_tokens_own_rows(positions, group
             top = run.amax(0)
             assert ((run == top) | (run == -1)).all()
     assert torch.equal(index_rows(p, window=W, compress_ratio=0, group=group), runs)
-    with pytest.raises(ValueError, match="CSA index rows are per token"):
-        index_rows(p, window=W, compress_ratio=4, topk_idxs=torch.zeros(p.numel(), 2, dtype=torch.int32), group=group)
+
+
+@pytest.mark.parametrize("group", [2, 16])
+def test_csa_runs_share_the_window_and_keep_each_tokens_top_k(group):
+    """A CSA run's rows: the run's window layout padded with −1 to `window_span`, then each
+    token's own top-k columns, the same as in its per-token row."""
+    from dsv4_sparse_attn_common import index_rows_unchecked, window_span
+
+    p = torch.arange(3000, 3000 + 2 * group).reshape(1, -1)
+    T = p.numel()
+    tk = torch.randint(-1, 700, (T, 5), dtype=torch.int32)
+    ws = window_span(W, group, 4)
+    assert ws % 64 == 0 and ws >= window_columns(W, group) and window_span(W, group, 128) == window_columns(W, group)
+    assert window_span(W, 1, 4) == W
+    rows = index_rows(p, window=W, compress_ratio=4, topk_idxs=tk, group=group)
+    per_token = index_rows(p, window=W, compress_ratio=4, topk_idxs=tk)
+    assert rows.shape == (T, ws + 5)
+    assert torch.equal(rows[:, :window_columns(W, group)], window_indices(p, W, group))
+    assert (rows[:, window_columns(W, group):ws] == -1).all()
+    assert torch.equal(rows[:, ws:], per_token[:, W:])
+    for t in range(T):  # the same entries as the token's own row
+        assert sorted(rows[t][rows[t] >= 0].tolist()) == sorted(per_token[t][per_token[t] >= 0].tolist())
+    un = index_rows_unchecked(p, window=W, compress_ratio=4, topk_idxs=tk, group=group)
+    assert un.shape == rows.shape and torch.equal(un[:, :ws], rows[:, :ws])
 
 
 def test_unchecked_runs_match_the_checked_ones():
@@ -177,7 +200,10 @@ def test_share_group_runs_stay_inside_a_request():
     assert share_group(0, 1, 1024) == 16
     assert share_group(128, 3, 3) == 1  # 3 does not divide the 16-token tile
     assert share_group(0, 64, 2) == 1  # SWA decode: per token (a run's window pads wider)
-    assert share_group(4, 1, 1024) == 1  # CSA: each token's own top-k
+    assert share_group(4, 1, 1024) == 16  # a CSA chunk's runs share the window (top-k per token)
+    assert share_group(4, 64, 2) == 1  # CSA decode: per token
+    assert share_group(4, 1, 2) == 1 and share_group(4, 1, 12) == 1  # shorter than a tile
+    assert share_group(4, 1, 40) == 16
     assert share_group(128, 64, 1) == 1
 
 
@@ -213,3 +239,8 @@ def test_gathered_bytes_count_a_runs_rows_once():
     # a prefill chunk longer than the window: every window column reads both sources
     assert gathered_bytes(FLASH, 1024, W + 15, compressed=False, group=16, step_tokens=1024) \
         == 2 * 64 * (192 + 192) * D
+    # a CSA chunk: each run's window (143 columns padded to 192) from both sources once,
+    # each token's 512 top-k columns on its own
+    csa = gathered_bytes(FLASH, 1024, 192 + 512, group=16, step_tokens=1024, per_token_compressed=True)
+    assert csa == 2 * (64 * 2 * 192 + 1024 * 512) * D
+    assert csa < gathered_bytes(FLASH, 1024, W + 512, step_tokens=1024)

@@ -46,6 +46,8 @@ SMALL_CASES = [
     Case("tiny-csa-fewer-T12", TINY, 4, 150, 12, fewer_topk=True),
     Case("tiny-csa-start0-T10", TINY, 4, 0, 10),
     Case("tiny-tp2-csa-T8", shard_heads(TINY, 2), 4, 3000, 8),
+    # runs of 16 tokens sharing the window (the last one short), each token its own top-k
+    Case("tiny-csa-runs-T40", TINY, 4, 3000, 40),
     Case("pro-tp8-hca-T4", shard_heads(PRO, 8), 128, 600, 4),
 ]
 CTX_64K = 65536

@@ -38,10 +38,12 @@ from .indexing import (
     window_columns,
     window_indices,
     window_rows,
+    window_span,
     write_window_cache,
 )
 from .kernel import (
     KV_TILE_MAX,
+    LOOP_MIN_TILES,
     AttnTiling,
     KernelInputs,
     build_sparse_attn_kernel,
@@ -52,6 +54,7 @@ from .kernel import (
     group_meta,
     grouped_oproj,
     kv_tile,
+    looped_row_tiles,
     pad_rows,
     ring_segment,
     run_sparse_attn,
@@ -73,7 +76,7 @@ from .reference import (
 )
 from .validate import validate_attention_args
 
-__version__ = "0.2.1"
+__version__ = "0.3.0"
 ROPE_ABI_CONSUMED = "dsv4-rope/1"
 require_abi("dsv4-sparse-attn-common", ROPE_ABI_CONSUMED)
 
@@ -88,5 +91,6 @@ __all__ = [
     "window_indices", "write_window_cache", "check_window_write", "__version__", "check_positions_shape",
     "decode_kernel_inputs", "index_rows_unchecked", "kernel_inputs", "rope_rows_unchecked", "token_meta",
     "window_rows", "compressed_segment", "fold_segments", "tile_segments", "window_segment",
-    "decode_rows", "group_meta", "share_group", "shared_segment", "window_columns", "ring_segment", "step_columns",
+    "decode_rows", "group_meta", "share_group", "shared_segment", "window_columns", "window_span", "ring_segment",
+    "step_columns", "looped_row_tiles", "LOOP_MIN_TILES",
 ]

@@ -110,6 +110,29 @@ def window_columns(window: int, group: int = 1) -> int:
     return window if group == 1 else window - 1 + group
 
 
+# a CSA run's window part is padded with −1 columns to a multiple of this, so that each
+# token's own top-k columns start on a whole kernel tile (the kernel's KV_ROUND)
+RUN_WINDOW_ALIGN = 64
+
+
+def window_span(window: int, group: int = 1, compress_ratio: int = 0) -> int:
+    """Columns of an index row before its compressed entries: `window_columns`, and for CSA
+    runs (group > 1: the run shares its window rows, each token keeps its own top-k) padded
+    with −1 to a multiple of RUN_WINDOW_ALIGN (W = 128, runs of 16: 143 → 192)."""
+    ww = window_columns(window, group)
+    if compress_ratio == 4 and group > 1:
+        return -(-ww // RUN_WINDOW_ALIGN) * RUN_WINDOW_ALIGN
+    return ww
+
+
+def _pad_window(rows: torch.Tensor, span: int) -> torch.Tensor:
+    """Window rows [T, n] padded with −1 columns to `span`."""
+    if rows.shape[1] == span:
+        return rows
+    pad = torch.full((rows.shape[0], span - rows.shape[1]), -1, dtype=rows.dtype, device=rows.device)
+    return torch.cat([rows, pad], 1)
+
+
 def compressed_indices(entries: torch.Tensor, window: int, step_tokens: int) -> torch.Tensor:
     """Logical index of compressed entries c (−1 kept): W + S + c."""
     e = entries.to(torch.int64)
@@ -123,14 +146,12 @@ def index_rows(positions: torch.Tensor, *, window: int, compress_ratio: int,
     CSA (ratio 4): one column per top-k column after the causal cut (`causal_topk`); HCA
     (ratio 128): every visible entry in order (`visible_entry_columns`); SWA (ratio 0): none.
     `topk_idxs` is required by CSA and refused by the other kinds. group > 1: runs of
-    `group` tokens share one window column layout (`window_indices`; not CSA, whose top-k
-    columns are each token's own)."""
+    `group` tokens share one window column layout (`window_indices`); a CSA row's window
+    part is then `window_span` wide (−1 padding) and its top-k columns stay the token's own."""
     kind = kind_for_ratio(compress_ratio)
     p = check_positions_grid(positions)
     S = p.shape[1]
-    if group > 1 and kind == "csa":
-        raise ValueError("group: CSA index rows are per token (group 1)")
-    parts = [window_indices(p, window, group)]
+    parts = [_pad_window(window_indices(p, window, group), window_span(window, group, compress_ratio))]
     if kind == "csa":
         if topk_idxs is None:
             raise ValueError("topk_idxs is required for a CSA layer (compress_ratio 4)")
@@ -156,7 +177,7 @@ def index_rows_unchecked(positions: torch.Tensor, *, window: int, compress_ratio
     kind = kind_for_ratio(compress_ratio)
     B, S = positions.shape
     W = window
-    parts = [window_rows(positions, W, group)]
+    parts = [_pad_window(window_rows(positions, W, group), window_span(W, group, compress_ratio))]
     if kind == "csa":
         tk = topk_idxs.to(torch.int64)
         parts.append(torch.where(tk >= 0, tk + W + S, torch.full_like(tk, -1)).to(torch.int32))

@@ -25,7 +25,7 @@ from dsv4_core.chip import UB_BYTES
 from dsv4_core.tiling import balanced_n_tile
 from dsv4_rope_tables.pypto_block import rope_rotate, swap_index
 
-from .indexing import window_columns
+from .indexing import window_columns, window_span
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,11 +88,17 @@ def share_group(compress_ratio: int, batch: int, seq: int) -> int:
     of `compress_ratio`: runs of consecutive tokens of one request whose window rows and
     compressed entries the kernel reads once for the whole run (`shared_segment`) — the
     attention tile for one request (a prefill chunk), the request's S tokens in a decode
-    step when S divides the tile. CSA (each token's own top-k) and calls where a run
-    would cross a request: 1 (per token)."""
-    if compress_ratio == 4 or seq == 1:
+    step when S divides the tile. CSA shares a run's window rows only (each token keeps its
+    own top-k columns: `build_sparse_attn_kernel(per_token_compressed=True)`), and only in
+    a one-request call of at least one tile (a prefill chunk: its tokens' windows overlap
+    in all but a few rows; FLASH CSA decode B=64 × S=2 at 64K in runs of 2: 587.0 → 646.9
+    µs total, PRO B=1 × S=2 padded to a run of 8: 453.5 → 468.5 µs of kernel).
+    Calls where a run would cross a request: 1 (per token)."""
+    if seq == 1:
         return 1
     tt = attn_tile_tokens(batch * seq)
+    if compress_ratio == 4:
+        return tt if batch == 1 and seq >= tt else 1
     if compress_ratio == 0 and seq < tt:
         # SWA decode: a short run's W − 1 + S window rows pad to a wider tile than a token's W
         # (FLASH B=64, S=2: 383 µs per token, 418 in runs of 2)
@@ -229,13 +235,27 @@ def _ring_only(ring_bt, ids, req, meta, *, tt: int, n: int, w: int):
     return pypto.cast(pypto.where(ring_ok, ring_row, 0.0), pypto.DT_INT32), pypto.where(ring_ok, 1.0, 0.0)
 
 
+def _step_resolve(x, meta, *, tt: int, w: int):
+    """The step's kv of window columns with ids x [tt, n] f32: (overlay s' = id − W, selected
+    bool: 0 ≤ s' ≤ the token's own slot)."""
+    y = pypto.sub(x, float(w))
+    return y, pypto.logical_and(pypto.ge(y, 0.0), pypto.le(y, pypto.view(meta, [tt, 1], [0, M_SLOT])))
+
+
+def _window_keep(ring_bt, ids, req, meta, *, tt: int, n: int, w: int):
+    """Window columns' mask alone (a run's tokens' masks, `shared_segment`): [tt, n] f32 1
+    where a column selects a row from the ring or the step, else 0."""
+    x, _, ring_ok = _ring_resolve(ring_bt, ids, req, meta, tt=tt, n=n, w=w)
+    _, ov_ok = _step_resolve(x, meta, tt=tt, w=w)
+    return pypto.add(pypto.where(ring_ok, 1.0, 0.0), pypto.where(ov_ok, 1.0, 0.0))  # the two exclude each other
+
+
 def _window_resolve(ring_bt, ids, req, meta, *, tt: int, n: int, w: int):
     """Window columns' resolution: logical ids [tt, n] i32 → (ring row i32, step row i32,
     ring-selected f32 0/1, step-selected f32 0/1), each [tt, n] (see `window_segment`)."""
     I32 = pypto.DT_INT32
     x, ring_row, ring_ok = _ring_resolve(ring_bt, ids, req, meta, tt=tt, n=n, w=w)
-    y = pypto.sub(x, float(w))
-    ov_ok = pypto.logical_and(pypto.ge(y, 0.0), pypto.le(y, pypto.view(meta, [tt, 1], [0, M_SLOT])))
+    y, ov_ok = _step_resolve(x, meta, tt=tt, w=w)
     ov_row = pypto.add(y, pypto.view(meta, [tt, 1], [0, M_REQ_BASE]))
     ri = pypto.cast(pypto.where(ring_ok, ring_row, 0.0), I32)
     # a column that reads no step row takes the token's own (its run's first) step row,
@@ -356,7 +376,9 @@ def shared_segment(ring, step, ring_bt, cmp, cmp_bt, kind: str, ids, gids, req, 
     """A segment of a tile whose tokens come in `groups` groups of tt // groups tokens that
     share one row set (`share_group`): each group's rows are resolved from its union row
     gids [groups, n] (group metadata greq / gmeta) and gathered once → [groups, n, D]; each
-    token's bias [tt, n] comes from its own logical ids (index math, no gather)."""
+    token's bias [tt, n] comes from its own logical ids (index math, no gather). The
+    window's segments of a run, and HCA's compressed ones (CSA's top-k columns are each
+    token's own: `compressed_segment`, per token)."""
     if kind == "r":
         ri, fr = _ring_only(ring_bt, gids, greq, gmeta, tt=groups, n=n, w=w)
         rows = _select_rows(ring, ri, fr, tt=groups, n=n, d=d, rt=ring_row_tile(n))
@@ -365,12 +387,25 @@ def shared_segment(ring, step, ring_bt, cmp, cmp_bt, kind: str, ids, gids, req, 
     if kind == "w":
         ri, oi, fr, fo = _window_resolve(ring_bt, gids, greq, gmeta, tt=groups, n=n, w=w)
         rows = _window_rows(ring, step, ri, oi, fr, tt=groups, n=n, d=d)
-        _, _, tr, to = _window_resolve(ring_bt, ids, req, meta, tt=tt, n=n, w=w)
-        return rows, _window_bias(tr, to)
+        return rows, _keep_bias(_window_keep(ring_bt, ids, req, meta, tt=tt, n=n, w=w))  # each token's mask only
     row, fk = _compressed_resolve(cmp_bt, gids, greq, gmeta, tt=groups, n=n, blk=blk, cap=cap)
     rows = _select_rows(cmp, row, fk, tt=groups, n=n, d=d)
     _, tk = _compressed_resolve(cmp_bt, ids, req, meta, tt=tt, n=n, blk=blk, cap=cap)
     return rows, _keep_bias(tk)
+
+
+# compressed-only row tiles from which the kernel loops over them (`looped_row_tiles`)
+# instead of unrolling them: an unrolled kernel's graph grows with its row tiles, and the
+# simulator's for HCA decode at 1M context (9 row tiles) grew until it was killed for memory
+LOOP_MIN_TILES = 2
+
+
+def looped_row_tiles(tl: AttnTiling, window_cols: int, compressed: bool) -> int:
+    """Row tiles the kernel runs in a loop (0: every row tile unrolled): the compressed-only
+    ones after the first ceil(window_cols / kt) (`window_span` columns), when there are at
+    least LOOP_MIN_TILES of them."""
+    n = tl.nk - -(-window_cols // tl.kt)
+    return n if compressed and n >= LOOP_MIN_TILES else 0
 
 
 # the ring-only columns of a window end on a multiple of this (`step_columns`)
@@ -412,23 +447,23 @@ def tile_segments(j: int, kt: int, w: int, compressed: bool, step_cols: int | No
     return segs
 
 
-def fold_segments(qt, segs, state, sink, *, scale: float, tl: AttnTiling, h: int, d: int, group: int = 1):
-    """One online-softmax tile made of column segments [(rows [tt, n, D] bf16, bias [tt, n]
-    f32, n)] folded into the state (running max, denominator, accumulator; None starts from
-    the sink, see `sink_softmax_tile`): the running max and the bf16 probabilities are the
+def fold_segments(qs: dict, segs, state, sink, *, scale: float, tl: AttnTiling, h: int, d: int):
+    """One online-softmax tile made of column segments [(rows, bias [tt, n] f32, n, group)]
+    folded into the state (running max, denominator, accumulator; None starts from the
+    sink, see `sink_softmax_tile`): the running max and the bf16 probabilities are the
     tile's as a whole (the golden's `kv_tile` tiles), the segments' P·V summed in fp32.
-    group > 1: the tile's tokens share rows in groups of `group` (`shared_segment`): qt is
-    [tt / group, group·H, D], rows [tt / group, n, D]; both matmuls run per group (M =
-    group·H, each row read once for the group) and the scores / P·V are seen per token
-    ([tt, H, ·], the same memory) by the vector work."""
+    A segment of group 1 holds each token's own rows [tt, n, D] and takes q as qs[1]
+    [tt, H, D]; one of group g > 1 holds rows its tokens share in groups of g
+    (`shared_segment`) [tt / g, n, D] and takes qs[g] [tt / g, g·H, D] (the same memory):
+    both matmuls run per group (M = g·H, each row read once for the group) and the scores
+    / P·V are seen per token ([tt, H, ·], the same memory) by the vector work."""
     F32, BF16 = pypto.DT_FP32, pypto.DT_BF16
     tt = tl.tt
-    ng = tt // group
     scores = []
-    for rows, bias, n in segs:
+    for rows, bias, n, g in segs:
         pypto.set_cube_tile_shapes(*[list(t) for t in tl.cube_s])
-        s = pypto.matmul(qt, rows, F32, b_trans=True)  # [tt, H, n] ([ng, group·H, n])
-        if group > 1:
+        s = pypto.matmul(qs[g], rows, F32, b_trans=True)  # [tt, H, n] ([tt / g, g·H, n])
+        if g > 1:
             s = pypto.reshape(s, [tt, h, n])
         pypto.set_vec_tile_shapes(tt, n)
         b3 = pypto.reshape(bias, [tt, 1, n])
@@ -440,22 +475,22 @@ def fold_segments(qt, segs, state, sink, *, scale: float, tl: AttnTiling, h: int
     else:
         m_old, l_old, acc = state
     m_new = m_old
-    for s, (_, _, n) in zip(scores, segs):
+    for s, (_, _, n, _) in zip(scores, segs):
         pypto.set_vec_tile_shapes(1, tl.hv_s, n)
         m_new = pypto.maximum(m_new, pypto.amax(s, -1, keepdim=True))
     alpha = pypto.exp(pypto.sub(m_old, m_new))  # the first tile: exp(sink − m), the sink's share
     l_new = alpha if state is None else pypto.mul(l_old, alpha)
     pv_sum = None
-    for s, (rows, _, n) in zip(scores, segs):
+    for s, (rows, _, n, g) in zip(scores, segs):
         pypto.set_vec_tile_shapes(1, tl.hv_s, n)
         p = pypto.exp(pypto.sub(s, m_new))
         l_new = pypto.add(l_new, pypto.sum(p, -1, keepdim=True))
         pb = pypto.cast(p, BF16, pypto.CastMode.CAST_RINT)
-        if group > 1:
-            pb = pypto.reshape(pb, [ng, group * h, n])
+        if g > 1:
+            pb = pypto.reshape(pb, [tt // g, g * h, n])
         pypto.set_cube_tile_shapes(*[list(t) for t in _cube_pv(tl, n)])
-        pv = pypto.matmul(pb, rows, F32)  # [tt, H, D] ([ng, group·H, D])
-        if group > 1:
+        pv = pypto.matmul(pb, rows, F32)  # [tt, H, D] ([tt / g, g·H, D])
+        if g > 1:
             pv = pypto.reshape(pv, [tt, h, d])
         if pv_sum is not None:
             pypto.set_vec_tile_shapes(1, tl.hv_o, d)
@@ -478,7 +513,7 @@ def _cube_pv(tl: AttnTiling, n: int) -> tuple:
 
 def build_sparse_attn_kernel(cfg, tiling: AttnTiling | None = None, run_mode=None, *, inverse_rope: bool = True,
                              cmp_block_size: int = 0, cmp_table_width: int = 0, group: int = 1,
-                             step_tokens: int = 0):
+                             step_tokens: int = 0, per_token_compressed: bool = False):
     """The sparse-attention kernel for `cfg` (every size from the config), reading the paged
     caches in place:
 
@@ -509,7 +544,12 @@ def build_sparse_attn_kernel(cfg, tiling: AttnTiling | None = None, run_mode=Non
     step rows are in its rows' last `step_columns(W − 1 + group, S, group)` window columns;
     the columns before them read the ring alone (`ring_segment`) and the step's kv is
     gathered for the last ones only (a step id in a ring-only column selects nothing).
-    0, or a tiling without `step_split`: every window column may read it."""
+    0, or a tiling without `step_split`: every window column may read it.
+
+    per_token_compressed (CSA runs): a run shares its window rows only; each token's
+    compressed columns are its own top-k, gathered per token and attended with q per token
+    ([T, H, D], the same memory). The window part of a row is then `window_span` wide (−1
+    padding after the window), so the tokens' own columns start on a whole tile."""
     tl = tiling or default_tiling(cfg)
     H, D, G, W = cfg.num_heads, cfg.head_dim, cfg.o_groups, cfg.window
     OR, GIN, DH = cfg.o_lora_rank, cfg.group_in_dim, cfg.hidden_size
@@ -519,82 +559,150 @@ def build_sparse_attn_kernel(cfg, tiling: AttnTiling | None = None, run_mode=Non
         raise ValueError(f"group: {GR} must divide the attention tile's {TT} tokens")
     NG = TT // GR
     WW = window_columns(W, GR)  # window columns of an index row
-    # of the window columns, the last TAIL may read the step's kv
-    TAIL = step_columns(WW, step_tokens, GR) if tl.step_split else WW
+    OWN_C = bool(per_token_compressed) and GR > 1  # compressed columns per token, window per run
+    WS = window_span(W, GR, 4) if OWN_C else WW  # columns before the compressed ones
+    # of the window columns, the last TAIL may read the step's kv (with the padding after them)
+    TAIL = (step_columns(WW, step_tokens, GR) if tl.step_split else WW) + WS - WW
     SCALE = float(cfg.softmax_scale)
     BLK, MW = int(cmp_block_size), int(cmp_table_width)
     compressed = BLK > 0
+    J0 = -(-WS // KT)  # row tiles with window columns; the others hold compressed columns only
+    LOOP = looped_row_tiles(tl, WS, compressed) > 0
     passes = {"pg_upper_bound": tl.pg_upper_bound} if tl.pg_upper_bound else None
     F32, BF16, I32 = pypto.DT_FP32, pypto.DT_BF16, pypto.DT_INT32
     DYN = pypto.DYNAMIC
     Tn = pypto.Tensor
 
+    def tile_views(q, req, meta, greq, gmeta, i, u):
+        """Views of attention tile u of output tile i: (token offset, req, meta, q by group,
+        run offset, run req, run meta)."""
+        off = i * TO + u * TT
+        rq = pypto.view(req, [TT], [off])
+        mt = pypto.view(meta, [TT, META_COLS], [off, 0])
+        if GR == 1:
+            return off, rq, mt, {1: pypto.view(q, [TT, H, D], [off, 0, 0])}, None, None, None
+        goff = i * (TO // GR) + u * NG
+        qt = pypto.view(q, [NG, GR * H, D], [goff, 0, 0])
+        qs = {GR: qt}
+        if OWN_C:
+            pypto.set_vec_tile_shapes(1, tl.hv_o, D)
+            qs[1] = pypto.reshape(qt, [TT, H, D])
+        return (off, rq, mt, qs, goff, pypto.view(greq, [NG], [goff]),
+                pypto.view(gmeta, [NG, META_COLS], [goff, 0]))
+
+    def fold_tile(tv, segments, state, ring, step, cmp, cmp_bt, ring_bt, idx, gidx, sink):
+        """Fold one row tile (its column segments [(kind, column, width)]) into the state."""
+        off, rq, mt, qs, goff, grq, gmt = tv
+        by_group = {}  # the tile's segments by the group their rows are shared in
+        for kind, a, w in segments:
+            ids = pypto.view(idx, [TT, w], [off, a])
+            g = GR if GR > 1 and not (OWN_C and kind == "c") else 1
+            if g > 1:
+                gids = pypto.view(gidx, [NG, w], [goff, a])
+                rows, bias = shared_segment(ring, step, ring_bt, cmp, cmp_bt, kind, ids, gids, rq, grq, mt, gmt,
+                                            tt=TT, groups=NG, n=w, w=W, blk=BLK, cap=BLK * MW, d=D)
+            elif kind == "r":
+                rows, bias = ring_segment(ring, ring_bt, ids, rq, mt, tt=TT, n=w, w=W, d=D)
+            elif kind == "w":
+                rows, bias = window_segment(ring, step, ring_bt, ids, rq, mt, tt=TT, n=w, w=W, d=D)
+            else:
+                rows, bias = compressed_segment(cmp, cmp_bt, ids, rq, mt, tt=TT, n=w, blk=BLK, cap=BLK * MW, d=D)
+            by_group.setdefault(g, []).append((rows, bias, w))
+        segs = []
+        for g, parts_g in by_group.items():
+            if len(parts_g) > 1:  # one tile per group: one q·kᵀ and one P·V (modelled faster than
+                # a pair of matmuls per segment: 496 vs 550 µs at FLASH CSA decode)
+                pypto.set_vec_tile_shapes(1, 16, D)
+                rows = pypto.concat([s[0] for s in parts_g], 1)
+                pypto.set_vec_tile_shapes(TT, IDX_TILE)
+                bias = pypto.concat([s[1] for s in parts_g], 1)
+                parts_g = [(rows, bias, sum(s[2] for s in parts_g))]
+            segs.append((*parts_g[0], g))
+        return fold_segments(tv[3], segs, state, sink, scale=SCALE, tl=tl, h=H, d=D)
+
+    def finalize(off, state, cos, sin, swap):
+        """bf16(acc / l) of the attention tile at token `off`, RoPE undone: [TT, H, D]."""
+        _, l_st, acc = state
+        pypto.set_vec_tile_shapes(1, tl.hv_o, D)
+        o = to_bf16(pypto.div(acc, l_st))  # [TT, H, D]
+        if inverse_rope:
+            # full-width rows (cos 1, sin 0, identity swap on the nope lanes): the rotation
+            # is exact there, and no lane views / concat round-trip memory
+            ct = pypto.view(cos, [TT, D], [off, 0])
+            st = pypto.view(sin, [TT, D], [off, 0])
+            pypto.set_vec_tile_shapes(TT, D)
+            c3 = pypto.reshape(ct, [TT, 1, D])
+            s3 = pypto.reshape(st, [TT, 1, D])
+            pypto.set_vec_tile_shapes(1, tl.hv_o, D)
+            o = to_bf16(rope_rotate(pypto.cast(o, F32), c3, s3, swap, inverse=True))
+        return o
+
+    def project(i, parts, wo_a, wo_b, out):
+        """The output tile's grouped projection, written to out."""
+        pypto.set_vec_tile_shapes(1, tl.hv_o, D)
+        o_buf = pypto.concat(parts, 0) if len(parts) > 1 else parts[0]  # [TO, H, D]
+        # grouped output projection once per TO tokens: the weights are read n / TO times
+        y = grouped_oproj(o_buf, wo_a, wo_b, tl=tl, tt=TO, g=G, o_rank=OR, gin=GIN)
+        pypto.set_vec_tile_shapes(min(TO, 16), min(DH, 1024))
+        pypto.assemble(y, [i * TO, 0], out)
+
+    def new_state():
+        """In-kernel online-softmax state of one attention tile (running max, denominator,
+        accumulator), carried across the looped row tiles."""
+        pypto.set_vec_tile_shapes(1, H, 1)
+        m = pypto.full([TT, H, 1], 0.0, F32)
+        l_st = pypto.full([TT, H, 1], 0.0, F32)
+        pypto.set_vec_tile_shapes(1, tl.hv_o, D)
+        return m, l_st, pypto.full([TT, H, D], 0.0, F32)
+
+    def store_state(state, carried):
+        for dst, src, shape in zip(carried, state, ([TT, H, 1], [TT, H, 1], [TT, H, D])):
+            pypto.set_vec_tile_shapes(1, tl.hv_o if shape[-1] == D else H, shape[-1])
+            dst[:] = src
+
+    def load_state(carried):
+        out_ = []
+        for src, shape in zip(carried, ([TT, H, 1], [TT, H, 1], [TT, H, D])):
+            pypto.set_vec_tile_shapes(1, tl.hv_o if shape[-1] == D else H, shape[-1])
+            out_.append(pypto.view(src, shape, [0, 0, 0]))
+        return tuple(out_)
+
     def body(q, ring, step, cmp, cmp_bt, ring_bt, idx, req, meta, gidx, greq, gmeta, sink, cos, sin, swap, wo_a,
              wo_b, out):
         n = idx.shape[0]  # tokens (q is [n / GR, GR·H, D])
+        cache = (ring, step, cmp, cmp_bt, ring_bt, idx, gidx, sink)
         # straight-line code inside one loop body: pypto runs the code between two loops as
         # one root function and the root functions one after another, so the TO // TT
         # attention tiles and their NK row tiles are unrolled here (a pypto.loop per tile
         # serialised them: 5–8 % of the ceiling), and the scheduler overlaps them
         for i in pypto.loop(n // TO, name="o_tiles", idx_name="i"):
-            parts = []  # attention outputs of the TO // TT tiles, RoPE undone, bf16 [TT, H, D]
-            for u in range(TO // TT):
-                off = i * TO + u * TT
-                rq = pypto.view(req, [TT], [off])
-                mt = pypto.view(meta, [TT, META_COLS], [off, 0])
+            if not LOOP:
+                parts = []  # attention outputs of the TO // TT tiles, RoPE undone, bf16 [TT, H, D]
+                for u in range(TO // TT):
+                    tv = tile_views(q, req, meta, greq, gmeta, i, u)
+                    state = None
+                    for j in range(NK):
+                        state = fold_tile(tv, tile_segments(j, KT, WS, compressed, TAIL), state, *cache)
+                    parts.append(finalize(tv[0], state, cos, sin, swap))
+                project(i, parts, wo_a, wo_b, out)
+                continue
+            # long rows (`LOOP_MIN_TILES`): the first J0 row tiles (those with window
+            # columns) unrolled, the compressed-only ones in a loop whose iterations carry
+            # the online-softmax state through m_s / l_s / acc_s (slot s holds it after s
+            # looped tiles: each iteration reads one slot and writes the next)
+            tvs = [tile_views(q, req, meta, greq, gmeta, i, u) for u in range(TO // TT)]  # used by both parts
+            carried = [new_state() for _ in tvs]
+            for tv, c in zip(tvs, carried):
                 state = None
-                if GR > 1:
-                    goff = i * (TO // GR) + u * NG
-                    qt = pypto.view(q, [NG, GR * H, D], [goff, 0, 0])
-                    grq = pypto.view(greq, [NG], [goff])
-                    gmt = pypto.view(gmeta, [NG, META_COLS], [goff, 0])
-                else:
-                    qt = pypto.view(q, [TT, H, D], [off, 0, 0])
-                for j in range(NK):
-                    segs = []
-                    for kind, a, w in tile_segments(j, KT, WW, compressed, TAIL):
-                        ids = pypto.view(idx, [TT, w], [off, a])
-                        if GR > 1:
-                            gids = pypto.view(gidx, [NG, w], [goff, a])
-                            rows, bias = shared_segment(ring, step, ring_bt, cmp, cmp_bt, kind, ids, gids, rq, grq,
-                                                        mt, gmt, tt=TT, groups=NG, n=w, w=W, blk=BLK,
-                                                        cap=BLK * MW, d=D)
-                        elif kind == "r":
-                            rows, bias = ring_segment(ring, ring_bt, ids, rq, mt, tt=TT, n=w, w=W, d=D)
-                        elif kind == "w":
-                            rows, bias = window_segment(ring, step, ring_bt, ids, rq, mt, tt=TT, n=w, w=W, d=D)
-                        else:
-                            rows, bias = compressed_segment(cmp, cmp_bt, ids, rq, mt, tt=TT, n=w, blk=BLK,
-                                                            cap=BLK * MW, d=D)
-                        segs.append((rows, bias, w))
-                    if len(segs) > 1:  # one [TT, KT, D] tile: one q·kᵀ and one P·V (modelled faster
-                        # than a pair of matmuls per segment: 496 vs 550 µs at FLASH CSA decode)
-                        pypto.set_vec_tile_shapes(1, 16, D)
-                        rows = pypto.concat([s[0] for s in segs], 1)
-                        pypto.set_vec_tile_shapes(TT, IDX_TILE)
-                        bias = pypto.concat([s[1] for s in segs], 1)
-                        segs = [(rows, bias, KT)]
-                    state = fold_segments(qt, segs, state, sink, scale=SCALE, tl=tl, h=H, d=D, group=GR)
-                _, l_st, acc = state
-                pypto.set_vec_tile_shapes(1, tl.hv_o, D)
-                o = to_bf16(pypto.div(acc, l_st))  # [TT, H, D]
-                if inverse_rope:
-                    # full-width rows (cos 1, sin 0, identity swap on the nope lanes): the
-                    # rotation is exact there, and no lane views / concat round-trip memory
-                    ct = pypto.view(cos, [TT, D], [off, 0])
-                    st = pypto.view(sin, [TT, D], [off, 0])
-                    pypto.set_vec_tile_shapes(TT, D)
-                    c3 = pypto.reshape(ct, [TT, 1, D])
-                    s3 = pypto.reshape(st, [TT, 1, D])
-                    pypto.set_vec_tile_shapes(1, tl.hv_o, D)
-                    o = to_bf16(rope_rotate(pypto.cast(o, F32), c3, s3, swap, inverse=True))
-                parts.append(o)
-            pypto.set_vec_tile_shapes(1, tl.hv_o, D)
-            o_buf = pypto.concat(parts, 0) if len(parts) > 1 else parts[0]  # [TO, H, D]
-            # grouped output projection once per TO tokens: the weights are read n / TO times
-            y = grouped_oproj(o_buf, wo_a, wo_b, tl=tl, tt=TO, g=G, o_rank=OR, gin=GIN)
-            pypto.set_vec_tile_shapes(min(TO, 16), min(DH, 1024))
-            pypto.assemble(y, [i * TO, 0], out)
+                for j in range(J0):
+                    state = fold_tile(tv, tile_segments(j, KT, WS, compressed, TAIL), state, *cache)
+                store_state(state, c)
+            for jj in pypto.loop(NK - J0, name="c_tiles", idx_name="jj"):
+                for tv, c in zip(tvs, carried):
+                    state = fold_tile(tv, [("c", (J0 + jj) * KT, KT)], load_state(c), *cache)
+                    store_state(state, c)
+            parts = [finalize(tv[0], load_state(c), cos, sin, swap) for tv, c in zip(tvs, carried)]
+            project(i, parts, wo_a, wo_b, out)
 
     if compressed:
         @pypto.frontend.jit(runtime_options=backends.jit_options(run_mode), pass_options=passes)
@@ -757,8 +865,9 @@ def run_sparse_attn(cfg, backend: str, q, ki: KernelInputs, sink, wo_a, wo_b, *,
     args = head + [_int32(ki.block_table).reshape(-1, 1), idx, req, meta, *gx,
                    sink.float().reshape(1, H, 1).contiguous(), cp, spd, on_device(swap_full, dev), wo_a.contiguous(),
                    wo_b.contiguous(), out]
+
     kernel = build_sparse_attn_kernel(cfg, tl, backends.run_mode(backend), inverse_rope=inverse_rope,
                                       cmp_block_size=blk, cmp_table_width=mw, group=g,
-                                      step_tokens=ki.positions.shape[1])
+                                      step_tokens=ki.positions.shape[1], per_token_compressed=ki.compress_ratio == 4)
     backends.launch(kernel, args, backend=backend, name=name, values=values)
     return out[:T]

@@ -14,7 +14,7 @@ def traffic(cfg, tokens: int, rows_per_token: int) -> tuple:
 
 
 def gathered_bytes(cfg, tokens: int, rows_per_token: int, *, compressed: bool = True, group: int = 1,
-                   step_tokens: int = 0) -> float:
+                   step_tokens: int = 0, per_token_compressed: bool = False) -> float:
     """Bytes the kernel gathers with `index_select` in one call (pypto's cost model prices
     them 3.2–6.4× below a copy of the same bytes: a bench can charge them at the copy rate):
     per token — per run of `group` tokens that share their rows (`share_group`), whose row
@@ -22,21 +22,27 @@ def gathered_bytes(cfg, tokens: int, rows_per_token: int, *, compressed: bool = 
     from the ring, the others from the compressed cache), and the window columns that may
     read the step from the step's kv too (`step_columns(W − 1 + group, step_tokens,
     group)`; every window column for step_tokens 0 or a tiling without `step_split`), D
-    bf16 lanes each; the selected copy of every gathered row (the select) is not counted."""
-    from .indexing import window_columns
+    bf16 lanes each; the selected copy of every gathered row (the select) is not counted.
+    per_token_compressed (CSA runs): a run gathers its `window_span` columns once and each
+    token its own compressed columns (the rest of the padded row)."""
+    from .indexing import window_columns, window_span
     from .kernel import default_tiling, kv_tile, step_columns
 
     kt = kv_tile(rows_per_token)
     padded = max(kt, -(-rows_per_token // kt) * kt)
     ww = window_columns(cfg.window, group)
-    w = min(ww, padded) if compressed else padded
+    own = per_token_compressed and group > 1
+    ws = window_span(cfg.window, group, 4) if own else ww
+    w = min(ws, padded) if compressed else padded
     split = default_tiling(cfg, tokens, rows_per_token).step_split
-    sc = step_columns(ww, step_tokens, group) if split else ww
+    sc = (step_columns(ww, step_tokens, group) if split else ww) + ws - ww
     # the step-reading segment: the window's last sc columns; without a compressed cache it
     # also takes the row's padding columns (`tile_segments`)
-    tail = min(sc, w) if compressed else padded - (ww - sc)
-    rows = padded + tail
-    return float(2 * -(-tokens // group) * rows * cfg.head_dim)
+    tail = min(sc, w) if compressed else padded - (ws - sc)
+    runs = -(-tokens // group)
+    if own:
+        return float(2 * (runs * (w + tail) + tokens * (padded - w)) * cfg.head_dim)
+    return float(2 * runs * (padded + tail) * cfg.head_dim)
 
 
 def distinct_traffic(cfg, positions, *, compress_ratio: int, topk_idxs=None, rows_per_token: int) -> tuple:

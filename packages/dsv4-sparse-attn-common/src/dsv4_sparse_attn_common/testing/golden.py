@@ -16,7 +16,7 @@ from dsv4_core.golden import BenchOutcome, GoldenOutcome
 from dsv4_rope_tables import profile_for_ratio, rope_rows
 
 from ..api import Golden, decode_golden
-from ..indexing import window_columns
+from ..indexing import window_span
 from ..kernel import run_sparse_attn, share_group
 from ..perf import distinct_traffic, gathered_bytes
 from ..reference import semantic_attention_exact
@@ -163,16 +163,22 @@ def serving_bench(module: str, name: str, cfg, inp: dict, call: Callable, *, com
     m = timing.measure(lambda: call(inp, cfg, "sim", validate=False),
                        given=[v for v in inp.values() if isinstance(v, torch.Tensor)])
     g = share_group(compress_ratio, *positions.shape)
-    k = window_columns(cfg.window, g)
+    k = window_span(cfg.window, g, compress_ratio)
     if compress_ratio == 4:
         k += inp["topk_idxs"].shape[1]
     elif compress_ratio:
         k += inp["cmp_block_table"].shape[-1] * inp["cmp_kv"].shape[1] if cmp_columns is None else cmp_columns
     gb = gathered_bytes(cfg, positions.numel(), k, compressed=compress_ratio > 0, group=g,
-                        step_tokens=positions.shape[1])
+                        step_tokens=positions.shape[1], per_token_compressed=compress_ratio == 4)
     nbytes, flops = distinct_traffic(cfg, positions, compress_ratio=compress_ratio, topk_idxs=inp.get("topk_idxs"),
                                      rows_per_token=k)
-    rows = f"rows/token={k}" if g == 1 else f"rows/run of {g} tokens={k}"
+    if g == 1:
+        rows = f"rows/token={k}"
+    elif compress_ratio == 4:  # a run shares its window, each token keeps its top-k
+        ws = window_span(cfg.window, g, compress_ratio)
+        rows = f"rows/run of {g} tokens={ws} + {k - ws} per token"
+    else:
+        rows = f"rows/run of {g} tokens={k}"
     return timing.outcome(module, name, m, nbytes=nbytes, flops=flops, gather_bytes=2 * gb,
                           note=f"{head}, {rows}, gathered {gb / 1e6:.0f} MB{tail}")
 
