@@ -646,26 +646,32 @@ def build_sparse_attn_kernel(cfg, tiling: AttnTiling | None = None, run_mode=Non
         pypto.set_vec_tile_shapes(min(TO, 16), min(DH, 1024))
         pypto.assemble(y, [i * TO, 0], out)
 
+    # an attention tile's online-softmax state: running max, denominator, accumulator
+    state_shapes = ([TT, H, 1], [TT, H, 1], [TT, H, D])
+
+    def state_tiles(shape):
+        pypto.set_vec_tile_shapes(1, tl.hv_o if shape[-1] == D else H, shape[-1])
+
     def new_state():
-        """In-kernel online-softmax state of one attention tile (running max, denominator,
-        accumulator), carried across the looped row tiles."""
-        pypto.set_vec_tile_shapes(1, H, 1)
-        m = pypto.full([TT, H, 1], 0.0, F32)
-        l_st = pypto.full([TT, H, 1], 0.0, F32)
-        pypto.set_vec_tile_shapes(1, tl.hv_o, D)
-        return m, l_st, pypto.full([TT, H, D], 0.0, F32)
+        """Kernel-local tensors that carry one attention tile's state across the looped row
+        tiles (updated in place: `store_state`)."""
+        carried = []
+        for shape in state_shapes:
+            state_tiles(shape)
+            carried.append(pypto.full(shape, 0.0, F32))
+        return carried
 
     def store_state(state, carried):
-        for dst, src, shape in zip(carried, state, ([TT, H, 1], [TT, H, 1], [TT, H, D])):
-            pypto.set_vec_tile_shapes(1, tl.hv_o if shape[-1] == D else H, shape[-1])
+        for dst, src, shape in zip(carried, state, state_shapes):
+            state_tiles(shape)
             dst[:] = src
 
     def load_state(carried):
-        out_ = []
-        for src, shape in zip(carried, ([TT, H, 1], [TT, H, 1], [TT, H, D])):
-            pypto.set_vec_tile_shapes(1, tl.hv_o if shape[-1] == D else H, shape[-1])
-            out_.append(pypto.view(src, shape, [0, 0, 0]))
-        return tuple(out_)
+        views = []
+        for src, shape in zip(carried, state_shapes):
+            state_tiles(shape)
+            views.append(pypto.view(src, shape, [0, 0, 0]))
+        return tuple(views)
 
     def body(q, ring, step, cmp, cmp_bt, ring_bt, idx, req, meta, gidx, greq, gmeta, sink, cos, sin, swap, wo_a,
              wo_b, out):
@@ -686,11 +692,12 @@ def build_sparse_attn_kernel(cfg, tiling: AttnTiling | None = None, run_mode=Non
                     parts.append(finalize(tv[0], state, cos, sin, swap))
                 project(i, parts, wo_a, wo_b, out)
                 continue
-            # long rows (`LOOP_MIN_TILES`): the first J0 row tiles (those with window
+            # long rows (`looped_row_tiles`): the first J0 row tiles (those with window
             # columns) unrolled, the compressed-only ones in a loop whose iterations carry
-            # the online-softmax state through m_s / l_s / acc_s (slot s holds it after s
-            # looped tiles: each iteration reads one slot and writes the next)
-            tvs = [tile_views(q, req, meta, greq, gmeta, i, u) for u in range(TO // TT)]  # used by both parts
+            # each attention tile's state in kernel-local tensors. The tiles' views are made
+            # once, before the loop (views remade inside it failed to build: "Operation
+            # already in a group")
+            tvs = [tile_views(q, req, meta, greq, gmeta, i, u) for u in range(TO // TT)]
             carried = [new_state() for _ in tvs]
             for tv, c in zip(tvs, carried):
                 state = None
