@@ -65,6 +65,7 @@ from .kernel import (
     tile_segments,
     token_meta,
     widen_swap,
+    window_layout,
     window_segment,
 )
 from .perf import gathered_bytes, traffic
@@ -76,7 +77,7 @@ from .reference import (
 )
 from .validate import validate_attention_args
 
-__version__ = "0.3.1"
+__version__ = "0.3.2"
 ROPE_ABI_CONSUMED = "dsv4-rope/1"
 require_abi("dsv4-sparse-attn-common", ROPE_ABI_CONSUMED)
 
@@ -92,5 +93,5 @@ __all__ = [
     "decode_kernel_inputs", "index_rows_unchecked", "kernel_inputs", "rope_rows_unchecked", "token_meta",
     "window_rows", "compressed_segment", "fold_segments", "tile_segments", "window_segment",
     "decode_rows", "group_meta", "share_group", "shared_segment", "window_columns", "window_span", "ring_segment",
-    "step_columns", "looped_row_tiles", "LOOP_MIN_TILES",
+    "step_columns", "looped_row_tiles", "LOOP_MIN_TILES", "window_layout",
 ]

@@ -426,6 +426,19 @@ def step_columns(window_cols: int, step_tokens: int = 0, group: int = 1) -> int:
     return window_cols - max(0, window_cols - tail) // STEP_ROUND * STEP_ROUND
 
 
+def window_layout(window: int, group: int = 1, step_tokens: int = 0, step_split: bool = True,
+                  per_token_compressed: bool = False) -> tuple[int, int]:
+    """(ws, tail) of the index rows a kernel built with these reads: ws columns before the
+    compressed ones (`window_columns`; CSA runs, `per_token_compressed` with group > 1:
+    `window_span`, the window padded with −1) and, of them, the last `tail` that may read
+    the step's kv (`step_columns`, every window column without `step_split`, plus the
+    padding)."""
+    ww = window_columns(window, group)
+    ws = window_span(window, group, 4) if per_token_compressed and group > 1 else ww
+    tail = step_columns(ww, step_tokens, group) if step_split else ww
+    return ws, tail + ws - ww
+
+
 def tile_segments(j: int, kt: int, w: int, compressed: bool, step_cols: int | None = None) -> list:
     """Column segments [(kind, start, width)] of online-softmax tile j: of the window
     columns [0, w), the last `step_cols` (default all: `step_columns`) gathered from the
@@ -558,16 +571,14 @@ def build_sparse_attn_kernel(cfg, tiling: AttnTiling | None = None, run_mode=Non
     if GR < 1 or TT % GR:
         raise ValueError(f"group: {GR} must divide the attention tile's {TT} tokens")
     NG = TT // GR
-    WW = window_columns(W, GR)  # window columns of an index row
     OWN_C = bool(per_token_compressed) and GR > 1  # compressed columns per token, window per run
-    WS = window_span(W, GR, 4) if OWN_C else WW  # columns before the compressed ones
-    # of the window columns, the last TAIL may read the step's kv (with the padding after them)
-    TAIL = (step_columns(WW, step_tokens, GR) if tl.step_split else WW) + WS - WW
+    # WS columns before the compressed ones; of them, the last TAIL may read the step's kv
+    WS, TAIL = window_layout(W, GR, step_tokens, tl.step_split, OWN_C)
     SCALE = float(cfg.softmax_scale)
     BLK, MW = int(cmp_block_size), int(cmp_table_width)
     compressed = BLK > 0
-    J0 = -(-WS // KT)  # row tiles with window columns; the others hold compressed columns only
-    LOOP = looped_row_tiles(tl, WS, compressed) > 0
+    NL = looped_row_tiles(tl, WS, compressed)  # compressed-only row tiles run in a loop (0: none)
+    LOOP = NL > 0
     passes = {"pg_upper_bound": tl.pg_upper_bound} if tl.pg_upper_bound else None
     F32, BF16, I32 = pypto.DT_FP32, pypto.DT_BF16, pypto.DT_INT32
     DYN = pypto.DYNAMIC
@@ -692,7 +703,7 @@ def build_sparse_attn_kernel(cfg, tiling: AttnTiling | None = None, run_mode=Non
                     parts.append(finalize(tv[0], state, cos, sin, swap))
                 project(i, parts, wo_a, wo_b, out)
                 continue
-            # long rows (`looped_row_tiles`): the first J0 row tiles (those with window
+            # long rows (`looped_row_tiles`): the first NK − NL row tiles (those with window
             # columns) unrolled, the compressed-only ones in a loop whose iterations carry
             # each attention tile's state in kernel-local tensors. The tiles' views are made
             # once, before the loop (views remade inside it failed to build: "Operation
@@ -701,12 +712,12 @@ def build_sparse_attn_kernel(cfg, tiling: AttnTiling | None = None, run_mode=Non
             carried = [new_state() for _ in tvs]
             for tv, c in zip(tvs, carried):
                 state = None
-                for j in range(J0):
+                for j in range(NK - NL):
                     state = fold_tile(tv, tile_segments(j, KT, WS, compressed, TAIL), state, *cache)
                 store_state(state, c)
-            for jj in pypto.loop(NK - J0, name="c_tiles", idx_name="jj"):
+            for jj in pypto.loop(NL, name="c_tiles", idx_name="jj"):
                 for tv, c in zip(tvs, carried):
-                    state = fold_tile(tv, [("c", (J0 + jj) * KT, KT)], load_state(c), *cache)
+                    state = fold_tile(tv, [("c", (NK - NL + jj) * KT, KT)], load_state(c), *cache)
                     store_state(state, c)
             parts = [finalize(tv[0], load_state(c), cos, sin, swap) for tv, c in zip(tvs, carried)]
             project(i, parts, wo_a, wo_b, out)

@@ -25,17 +25,15 @@ def gathered_bytes(cfg, tokens: int, rows_per_token: int, *, compressed: bool = 
     bf16 lanes each; the selected copy of every gathered row (the select) is not counted.
     per_token_compressed (CSA runs): a run gathers its `window_span` columns once and each
     token its own compressed columns (the rest of the padded row)."""
-    from .indexing import window_columns, window_span
-    from .kernel import default_tiling, kv_tile, step_columns
+    from .kernel import default_tiling, kv_tile, window_layout
 
     kt = kv_tile(rows_per_token)
     padded = max(kt, -(-rows_per_token // kt) * kt)
-    ww = window_columns(cfg.window, group)
     own = per_token_compressed and group > 1
-    ws = window_span(cfg.window, group, 4) if own else ww
+    # the kernel's layout: ws columns before the compressed ones, the last sc may read the step
+    ws, sc = window_layout(cfg.window, group, step_tokens, default_tiling(cfg, tokens, rows_per_token).step_split,
+                           own)
     w = min(ws, padded) if compressed else padded
-    split = default_tiling(cfg, tokens, rows_per_token).step_split
-    sc = (step_columns(ww, step_tokens, group) if split else ww) + ws - ww
     # the step-reading segment: the window's last sc columns; without a compressed cache it
     # also takes the row's padding columns (`tile_segments`)
     tail = min(sc, w) if compressed else padded - (ws - sc)
