@@ -111,3 +111,52 @@ def test_pypto_block_matches_reference(N, W, C):
     assert rep.ok, str(rep)
     assert run is not None and run.values and run.aicore_us > 0
     assert not math.isclose(float(out.abs().max()), 7.0)
+
+
+def _segments_case(N, W, K, C, perturb):
+    """gated_pool_segments on two segments of each window's slots, [NT, W] (the slots with
+    `in_a`) and its last K ([NT, K], the others), against the reference over the whole
+    window (each slot taken from the segment that holds it)."""
+    import pypto
+
+    from dsv4_compressor_common.pooling import gated_pool_segments
+    from dsv4_core.backends import jit_options
+
+    F32, S = pypto.DT_FP32, pypto.STATIC
+
+    @pypto.frontend.jit(runtime_options=jit_options())
+    def pool(kv_a: pypto.Tensor([S, S, S], F32), sc_a: pypto.Tensor([S, S, S], F32), in_a: pypto.Tensor([S, S], F32),
+             kv_b: pypto.Tensor([S, S, S], F32), sc_b: pypto.Tensor([S, S, S], F32), in_b: pypto.Tensor([S, S], F32),
+             out: pypto.Tensor([S, S], F32)):
+        pypto.set_vec_tile_shapes(N, W)
+        a3 = pypto.reshape(pypto.mul(in_a, 1.0), [N, W, 1])
+        b3 = pypto.view(pypto.reshape(pypto.mul(in_b, 1.0), [N, W, 1]), [N, K, 1], [0, W - K, 0])
+        p = gated_pool_segments([(kv_a, sc_a, a3, W), (kv_b, sc_b, b3, K)], channels=C, tile_rows=N, channel_tile=64)
+        pypto.set_vec_tile_shapes(N, C)
+        out[:] = pypto.mul(p, 1.0)
+
+    g = torch.Generator().manual_seed(1)
+    kv, score = torch.randn(N, W, C, generator=g), torch.randn(N, W, C, generator=g) * 3
+    valid = torch.rand(N, W, generator=g) > 0.3
+    valid[0] = False  # a window with no slot pools to 0
+    in_b = valid & (torch.rand(N, W, generator=g) > 0.5)
+    in_b[:, : W - K] = False  # only the last K slots can be the second segment's
+    in_a = valid & ~in_b
+    kv_a, sc_a = torch.where(in_a[..., None], kv, 0.0), torch.where(in_a[..., None], score, 0.0)
+    kv_b, sc_b = kv[:, W - K:].clone(), score[:, W - K:].clone()
+    kv_b[~in_b[:, W - K:]] = 0.0
+    sc_b[~in_b[:, W - K:]] = 0.0
+    if perturb:  # the second segment's slots dropped: the check must fail
+        in_b = torch.zeros_like(in_b)
+    out = torch.full((N, C), -7.0)
+    sim.run(pool, [kv_a, sc_a, in_a.float(), kv_b, sc_b, in_b.float(), out], name="gated_pool_segments")
+    kv0, sc0 = torch.where(valid[..., None], kv, 0.0), torch.where(valid[..., None], score, 0.0)
+    return out, gated_pool(kv0, sc0, valid), gated_pool(kv0.double(), sc0.double(), valid)
+
+
+@pytest.mark.parametrize("perturb", [False, True])
+def test_pypto_segments_match_the_whole_window(perturb):
+    (out, ref, exact), run = sim.isolated(_segments_case, 8, 128, 2, 128, perturb)
+    rep = compare(out, exact, ref, name="pooled")
+    assert rep.ok != perturb, str(rep)
+    assert run is not None and run.values

@@ -138,7 +138,7 @@ def prefill_call(ratio, x, wkv, wgate, ape, norm_weight, start_pos, state, state
     start = torch.tensor([start_pos], device=x.device)
     out, closes = run_step(cfg, ratio, be, x, wkv, wgate, ape, norm_weight, start, x.shape[0],
                            state, state_pos, state_block_table.reshape(1, -1), cmp_kv, cmp_slot_mapping.reshape(1, -1),
-                           head_dim=head_dim, rotate=rotate, names=names, validate=validate)
+                           head_dim=head_dim, rotate=rotate, names=names, validate=validate, first_pos=start_pos)
     return CompressorOut(out, closes)
 
 

@@ -36,6 +36,7 @@ class KernelMeta:
     ratio: int
     head_dim: int
     windows: int  # B·K candidate windows (before padding)
+    seq: int  # new tokens per request
     positions: torch.Tensor  # [T] int64 token positions (token-major)
     state_rows: torch.Tensor  # [T] int32 flat state row of each token, −1: none
     closes: torch.Tensor  # [T] bool: the token closes a window
@@ -138,7 +139,7 @@ def kernel_meta(ratio: int, head_dim: int, start_pos: torch.Tensor, seq: int, st
         return t.reshape(N, -1).to(torch.int32).contiguous() if t.dim() == 3 else t.reshape(N).to(torch.int32)
 
     return KernelMeta(
-        ratio=R, head_dim=head_dim, windows=N, positions=pos.reshape(-1), state_rows=state_rows.to(torch.int32),
+        ratio=R, head_dim=head_dim, windows=N, seq=S, positions=pos.reshape(-1), state_rows=state_rows.to(torch.int32),
         closes=((pos + 1) % R == 0).reshape(-1), win_tok=win_tok.reshape(N), kv_state=i32(kv_state),
         score_state=i32(score_state), tok=i32(tok_chunk),
         from_state=(valid & from_state).reshape(N, W).to(torch.float32),

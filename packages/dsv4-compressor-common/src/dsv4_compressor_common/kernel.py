@@ -2,8 +2,9 @@
 them; the head dim d from the config unless given).
 
     project(x [T, D] bf16, wkv [C, D] bf16, wgate [C, D] bf16, ape [ratio, C] f32,
-            ape_idx [T] i32 (= pos % ratio), pick [T'] i32, kv_dst / score_dst [T' / TT, TT] i64,
-            any_row [T' / TT] i32 (the state writes, see below), kv_rows [T, C] f32 (out),
+            ape_idx [T] i32 (= pos % ratio), pick [T'] i32, state_dst [T' / TT, 2·TT] i64 (a
+            tile's kv rows' destinations, then its score rows'), any_row [T' / TT] i32 (the state
+            writes, see below), kv_rows [T, C] f32 (out),
             score_rows [T, C] f32 (out), state [num_state_rows·2, C] f32 (in place))
         kv_rows = x @ wkvᵀ, score_rows = x @ wgateᵀ + ape[ape_idx]       (fp32 accumulation)
         state rows [kv | score] of the tokens that have one, scattered in place
@@ -13,24 +14,30 @@ them; the head dim d from the config unless given).
          of each slot in the state cache), tok [N, W] i32 (its chunk in this call's rows),
          from_state [N, W] f32 (1: the state cache, 0: this call's rows), valid [N, W] f32
          (1 / 0), gamma [1, d] f32, cos [N, R] f32, sin [N, R] f32, swap [R] i32, pick [N] i32,
-         cmp_dst [N / NT, NT] i64, any_row [N / NT] i32 (the entry writes), out [N, d] bf16
-         (out), cmp_kv [cmp_rows, d] bf16 (in place))
+         cmp_dst [1, N] i64, any_row [1] i32 (the entry writes: one tile of all N windows), out
+         [N, d] bf16 (out), cmp_kv [cmp_rows, d] bf16 (in place))
         kv slots = select(valid, select(from_state, state[kv_state], kv_rows[tok]), 0)  (score alike)
         out = rope(bf16(rms(bf16(gated_pool(slots))) · γ))               (reference.py's rounding)
         entries of the windows that have a cmp row scattered into cmp_kv in place
     pool with rotate=True (the indexer's keys): had_nope [d − R, d], had_rope [R, d] bf16 before
         `pick`; out = bf16((entry @ Had) · d^-0.5), the Hadamard as two ±1 matmuls on the cube
 
-Writes into a cache go one tile at a time (`device.masked_scatter`): one `scatter_update` of
+Writes into a cache go a tile at a time (`device.masked_scatter`): one `scatter_update` of
 the tile's rows, where a row without a destination (−1) repeats a row of its tile that has
 one (`pick`: same bits written twice to the same row) and a tile with none (`any_row` 0) is
-skipped; the destination indices never hold −1.
+skipped; the destination indices never hold −1. Each write is a single `scatter_update` (the
+state's kv and score rows together, as [2·TT, C]): two updates of the same cache in one
+tile ran as one task on one vector core (a 512-token prefill tile's state write: ~50 µs
+after the matmuls). Writes into the same cache are ordered, so per-tile writes run one after
+another; the pool kernel's entries are therefore one tile of all N windows, written once
+after the last window tile when there are several (N is static: one build per padded
+window count; with one window tile, straight from the tile).
 
-C = coff(ratio)·d, W = window_size(ratio). T and N are dynamic (`pypto.DYNAMIC`); the host
-(`device.py`) pads N to whole window tiles (padding windows have no valid slot and no cmp
-row). The caches are the caller's own tensors (flat views): the kernels read the state rows
+C = coff(ratio)·d, W = window_size(ratio). T and the pool's loop over N are dynamic
+(`pypto.DYNAMIC`); the host (`device.py`) pads N to whole window tiles (padding windows have
+no valid slot and no cmp row). The caches are the caller's own tensors (flat views): the kernels read the state rows
 of earlier calls through the indices the host derives from the block table, and write
-state rows and entries in place (one masked scatter per tile, see above). An absent
+state rows and entries in place (masked scatters, see above). An absent
 slot is selected away (`where`) before any arithmetic, so whatever an unreferenced state
 row holds (NaN included) never reaches an entry. Weights stay in the checkpoint's [out, in]
 layout (`b_trans=True`).
@@ -45,7 +52,7 @@ from dsv4_core.blocks import rms_norm, to_bf16
 from dsv4_core.chip import VEC_OPERAND_ELEMS
 from dsv4_rope_tables.pypto_block import rope_rotate
 
-from .pooling import coff, gated_pool_tile, window_size
+from .pooling import coff, gated_pool_segments, gated_pool_tile, window_size
 from .tiling import CompressorTiling, default_tiling
 
 F32, BF16, I32, I64 = pypto.DT_FP32, pypto.DT_BF16, pypto.DT_INT32, pypto.DT_INT64
@@ -64,7 +71,7 @@ def build_project_kernel(cfg, ratio: int, tiling: CompressorTiling = None, run_m
     @pypto.frontend.jit(runtime_options=jit_options(run_mode))
     def compressor_project(x: T([DYN, D], BF16), wkv: T([C, D], BF16), wgate: T([C, D], BF16),
                            ape: T([ratio, C], F32), ape_idx: T([DYN], I32), pick: T([DYN], I32),
-                           kv_dst: T([DYN, TT], I64), score_dst: T([DYN, TT], I64), any_row: T([DYN], I32),
+                           state_dst: T([DYN, 2 * TT], I64), any_row: T([DYN], I32),
                            kv_rows: T([DYN, C], F32), score_rows: T([DYN, C], F32), state: T([DYN, C], F32)):
         n = x.shape[0]
         for i in pypto.loop((n + TT - 1) // TT, name="token_tiles", idx_name="i"):
@@ -83,10 +90,8 @@ def build_project_kernel(cfg, ratio: int, tiling: CompressorTiling = None, run_m
             if any_row[i] > 0:
                 pk = pypto.view(pick, [TT], [off])
                 pypto.set_vec_tile_shapes(vrows, C)
-                kv_w = pypto.index_select(kv, 0, pk)
-                sc_w = pypto.index_select(score, 0, pk)
-                state[:] = pypto.scatter_update(state, -2, pypto.view(kv_dst, [1, TT], [i, 0]), kv_w)
-                state[:] = pypto.scatter_update(state, -2, pypto.view(score_dst, [1, TT], [i, 0]), sc_w)
+                rows_w = pypto.concat([pypto.index_select(kv, 0, pk), pypto.index_select(score, 0, pk)], 0)
+                state[:] = pypto.scatter_update(state, -2, pypto.view(state_dst, [1, 2 * TT], [i, 0]), rows_w)
             pypto.set_vec_tile_shapes(vrows, C)
             pypto.assemble(kv, [off, 0], kv_rows)
             pypto.assemble(score, [off, 0], score_rows)
@@ -94,20 +99,94 @@ def build_project_kernel(cfg, ratio: int, tiling: CompressorTiling = None, run_m
     return compressor_project
 
 
-def _slot_tile(src_state, src_tok, idx_state, idx_tok, from_state3, valid3, fill, geo):
+def _slot_tile(src_state, src_tok, idx_state, idx_tok, fs, valid3, geo, sources):
     """One [NT, W, d] tile of window slots: each slot's chunk from the state cache or from this
-    call's rows, selected (never multiplied) to `fill` where the slot is absent."""
-    W, HD = geo[0], geo[1]
+    call's rows, selected (never multiplied) to 0 where the slot is absent. `sources` =
+    (tok_slots, read_state): only a window's last tok_slots slots can hold this call's
+    positions (a request's tokens up to its closer), so this call's rows are gathered for
+    those alone; read_state False (the host knows no slot precedes the call's first
+    position): the state cache is not read at all."""
+    W, HD, NT = geo[0], geo[1], geo[4]
+    K, read_state = sources
     ct = min(HD, max(64, VEC_OPERAND_ELEMS // W))
     pypto.set_vec_tile_shapes(1, W, ct)
+    if not read_state:  # every slot that exists is one of this call's positions
+        return pypto.where(pypto.greater(valid3, 0.5), pypto.index_select(src_tok, 0, idx_tok), 0.0)
     from_st = pypto.index_select(src_state, 0, idx_state)  # [NT, W, d]: rows of earlier calls
-    from_tok = pypto.index_select(src_tok, 0, idx_tok)  # [NT, W, d]: this call's rows
-    pick = pypto.where(pypto.greater(from_state3, 0.5), from_st, from_tok)
-    return pypto.where(pypto.greater(valid3, 0.5), pick, fill)
+    tail_tok = idx_tok if K == W else pypto.view(idx_tok, [NT, K], [0, W - K])
+    from_tok = pypto.index_select(src_tok, 0, tail_tok)  # [NT, K, d]: this call's rows
+    if K == W:
+        pick = pypto.where(pypto.greater(pypto.reshape(fs, [NT, W, 1]), 0.5), from_st, from_tok)
+    else:
+        pypto.set_vec_tile_shapes(1, K, ct)
+        fs_tail = pypto.reshape(pypto.view(fs, [NT, K], [0, W - K]), [NT, K, 1])
+        tail = pypto.where(pypto.greater(fs_tail, 0.5), pypto.view(from_st, [NT, K, HD], [0, W - K, 0]), from_tok)
+        pypto.set_vec_tile_shapes(1, W, ct)
+        pick = pypto.concat([pypto.view(from_st, [NT, W - K, HD], [0, 0, 0]), tail], 1)
+    return pypto.where(pypto.greater(valid3, 0.5), pick, 0.0)
+
+
+SEGMENTS_MIN_WINDOW = 64  # windows this wide pool their last K slots as a segment of their own
+
+
+def _slot_segments(state, kv_rows, score_rows, idx, fs, vd, geo, K: int):
+    """A [NT, W] window tile's slots as two segments for `gated_pool_segments`, none copied:
+    every slot from the state cache ([NT, W, d], the slots whose chunk is there) and the last
+    K from this call's rows ([NT, K, d], the slots whose chunk is one of this call's). For wide
+    windows (ratio 128) this is cheaper than selecting the last K slots between both sources
+    and concatenating them onto the others (`_slot_tile`), a copy of the whole slot tile; for
+    the 8-slot windows of ratio 4 the copy is the cheaper."""
+    W, HD, NT = geo[0], geo[1], geo[4]
+    ct = min(HD, max(64, VEC_OPERAND_ELEMS // W))
+    pypto.set_vec_tile_shapes(max(1, min(NT, VEC_OPERAND_ELEMS // W)), W)
+    in_state = pypto.reshape(pypto.mul(vd, fs), [NT, W, 1])
+    in_tok = pypto.view(pypto.reshape(pypto.sub(vd, pypto.mul(vd, fs)), [NT, W, 1]), [NT, K, 1], [0, W - K, 0])
+    pypto.set_vec_tile_shapes(1, W, ct)
+    st = [pypto.where(pypto.greater(in_state, 0.5), pypto.index_select(state, 0, i), 0.0) for i in idx[:2]]
+    tail = pypto.view(idx[2], [NT, K], [0, W - K])
+    pypto.set_vec_tile_shapes(1, K, ct)
+    tk = [pypto.where(pypto.greater(in_tok, 0.5), pypto.index_select(src, 0, tail), 0.0) for src in (kv_rows, score_rows)]
+    return [(st[0], st[1], in_state, W), (tk[0], tk[1], in_tok, K)]
+
+
+def tok_slots(ratio: int, seq: int) -> int:
+    """How many of a window's last slots can hold one of this call's positions: a request's
+    tokens up to its closer, at most its `seq` new tokens and the window."""
+    return min(window_size(ratio), seq)
+
+
+def reads_state(ratio: int, first_pos: int | None) -> bool:
+    """Whether a call whose requests start at `first_pos` (None: not known on the host, as in
+    decode) can read a slot of the state cache: its first window holds a position p with
+    0 <= p < first_pos."""
+    if first_pos is None:
+        return True
+    closer = first_pos + (ratio - 1 - first_pos % ratio) % ratio
+    return max(0, closer - window_size(ratio) + 1) < first_pos
+
+
+def state_windows(ratio: int, windows: int, tile: int, first_pos: int | None = None) -> int:
+    """How many of a call's windows the pool kernel reads from the state cache: all of them at
+    decode (first_pos None), none when no window reaches before a prefill chunk, else the
+    chunk's first window tile (a window that reaches before it is one of its first two)."""
+    if not reads_state(ratio, first_pos):
+        return 0
+    return windows if first_pos is None else min(windows, tile)
+
+
+def gathered_slot_bytes(ratio: int, head_dim: int, windows: int, seq: int, first_pos: int | None = None,
+                        tile: int = 1) -> int:
+    """Bytes the pool kernel's slot gathers read (fp32 kv and score chunks): a window read
+    from the state cache (`state_windows`, `tile` its window tile) gathers every slot there and
+    its last `tok_slots` from this call's rows, any other window every slot from this call's
+    rows."""
+    W = window_size(ratio)
+    slots = windows * W + state_windows(ratio, windows, tile, first_pos) * tok_slots(ratio, seq)
+    return 4 * slots * head_dim * 2
 
 
 def _pool_tile(state, kv_rows, score_rows, kv_state, score_state, tok, from_state, valid, gamma, cos, sin, swap, off,
-               geo):
+               geo, sources):
     """Steps 2–5 on the window tile [off, off + NT): (nope lanes bf16 [NT, HD − R], rotated rope
     lanes bf16 [NT, R]); geo = (W, HD, R, EPS, NT, rows_hd, rows_r)."""
     W, HD, R, EPS, NT, rows_hd, rows_r = geo
@@ -116,11 +195,15 @@ def _pool_tile(state, kv_rows, score_rows, kv_state, score_state, tok, from_stat
     idx = [pypto.view(t, [NT, W], [off, 0]) for t in (kv_state, score_state, tok)]
     fs = pypto.view(from_state, [NT, W], [off, 0])
     vd = pypto.view(valid, [NT, W], [off, 0])
-    fs3 = pypto.reshape(fs, [NT, W, 1])
     vd3 = pypto.reshape(vd, [NT, W, 1])
-    kv = _slot_tile(state, kv_rows, idx[0], idx[2], fs3, vd3, 0.0, geo)
-    sc = _slot_tile(state, score_rows, idx[1], idx[2], fs3, vd3, 0.0, geo)
-    pooled = gated_pool_tile(kv, sc, vd, window=W, channels=HD, tile_rows=NT)
+    K, read_state = sources
+    if read_state and K < W and W >= SEGMENTS_MIN_WINDOW:
+        pooled = gated_pool_segments(_slot_segments(state, kv_rows, score_rows, idx, fs, vd, geo, K), channels=HD,
+                                     tile_rows=NT, channel_tile=min(HD, max(64, VEC_OPERAND_ELEMS // W)))
+    else:
+        kv = _slot_tile(state, kv_rows, idx[0], idx[2], fs, vd3, geo, sources)
+        sc = _slot_tile(state, score_rows, idx[1], idx[2], fs, vd3, geo, sources)
+        pooled = gated_pool_tile(kv, sc, vd, window=W, channels=HD, tile_rows=NT)
     pypto.set_vec_tile_shapes(rows_hd, HD)
     pb = pypto.cast(to_bf16(pooled), F32)  # (3)
     nrm = rms_norm(pb, HD, EPS, gamma)
@@ -145,19 +228,49 @@ def pool_tile(cfg, ratio: int, windows: int | None = None, rotate: bool = False)
     return max(16, nt) if rotate else nt
 
 
-def build_pool_kernel(cfg, ratio: int, tiling: CompressorTiling = None, run_mode=None, windows: int | None = None,
-                      head_dim: int | None = None, rotate: bool = False):
-    """The pool kernel (N padded to a multiple of `pool_tile(...)` windows: padding windows
-    have no valid slot and no cmp row); `rotate=True` (the indexer's keys) adds the Hadamard
+def padded_windows(windows: int, tile: int) -> int:
+    """The pool kernel's window count: `windows` padded to whole tiles of `tile`."""
+    return max(1, -(-windows // tile)) * tile
+
+
+def build_pool_kernel(cfg, ratio: int, windows: int, tiling: CompressorTiling = None, run_mode=None,
+                      head_dim: int | None = None, rotate: bool = False, seq: int | None = None,
+                      first_pos: int | None = None):
+    """The pool kernel for a call of `windows` windows (N, padded by the host to a multiple of
+    `pool_tile(...)`: padding windows have no valid slot and no cmp row; the entry write's
+    shapes are static in the padded N); `rotate=True` (the indexer's keys) adds the Hadamard
     after RoPE and takes two more inputs before `cmp_rows`: had_nope [d − R, d] and had_rope
-    [R, d] bf16, the rows of Sylvester's ±1 matrix (`hadamard.hadamard_halves`)."""
+    [R, d] bf16, the rows of Sylvester's ±1 matrix (`hadamard.hadamard_halves`). `seq`: each
+    request's new tokens (None: any; this call's rows are then gathered for every slot);
+    `first_pos`: the call's first position when the host knows it (a prefill chunk), else
+    None (see `_slot_tile`; a chunk that reads the state cache reads it in its first window
+    tile only, the other tiles in a loop of their own: `state_windows`)."""
     tl = tiling or default_tiling(cfg, ratio, windows=windows)
     HD, R, EPS = head_dim or cfg.head_dim, cfg.rope_dim, float(cfg.eps)
     NOPE, W, NT = HD - R, window_size(ratio), (max(16, tl.nt) if rotate else tl.nt)
     rows_hd = max(1, min(NT, tl.vec_elems // HD))  # [rows, hd] vector tiles stay ≤ vec_elems
     rows_r = max(1, min(NT, tl.vec_elems // R))
     geo = (W, HD, R, EPS, NT, rows_hd, rows_r)
+    NP = padded_windows(windows, NT)
+    sources = (tok_slots(ratio, seq or W), reads_state(ratio, first_pos))
+    SEVERAL = NP > NT  # several window tiles: one write of all their entries after the loop
+    # a prefill chunk that reads the state cache (first_pos known): only its first window tile
+    # can (a window that reaches before the chunk is one of its first two); the others read
+    # this call's rows alone
+    PEEL = first_pos is not None and sources[1] and SEVERAL
+    FIRST, rest = (1, (sources[0], False)) if PEEL else (0, sources)
     scale, MT = HD ** -0.5, NT
+
+    def _store_entries(out, n_nope, rot, off, rows):
+        pypto.set_vec_tile_shapes(rows, HD)
+        pypto.assemble(n_nope, [off, 0], out)
+        pypto.assemble(rot, [off, NOPE], out)
+
+    def _keys(entry, had_nope, had_rope, rows):  # the Hadamard on the cube, scaled: (6)
+        pypto.set_cube_tile_shapes([MT, MT], [64, 64], [HD, HD])
+        hk = pypto.add(pypto.matmul(entry[0], had_nope, F32), pypto.matmul(entry[1], had_rope, F32))
+        pypto.set_vec_tile_shapes(rows, HD)
+        return to_bf16(pypto.mul(hk, scale))
     DYN, S = pypto.DYNAMIC, pypto.STATIC
     T = pypto.Tensor
 
@@ -165,23 +278,30 @@ def build_pool_kernel(cfg, ratio: int, tiling: CompressorTiling = None, run_mode
     def compressor_pool(state: T([DYN, HD], F32), kv_rows: T([DYN, HD], F32), score_rows: T([DYN, HD], F32),
                         kv_state: T([DYN, W], I32), score_state: T([DYN, W], I32), tok: T([DYN, W], I32),
                         from_state: T([DYN, W], F32), valid: T([DYN, W], F32), gamma: T([1, HD], F32),
-                        cos: T([DYN, R], F32), sin: T([DYN, R], F32), swap: T([S], I32), pick: T([DYN], I32),
-                        cmp_dst: T([DYN, NT], I64), any_row: T([DYN], I32), out: T([DYN, HD], BF16),
+                        cos: T([DYN, R], F32), sin: T([DYN, R], F32), swap: T([S], I32), pick: T([NP], I32),
+                        cmp_dst: T([1, NP], I64), any_row: T([1], I32), out: T([DYN, HD], BF16),
                         cmp_kv: T([DYN, HD], BF16)):
         n = kv_state.shape[0]
-        for i in pypto.loop(n // NT, name="window_tiles", idx_name="i"):  # the host pads N to NT
+        if PEEL:  # a prefill chunk's first window tile, the only one that can read the state cache
+            for _ in pypto.loop(1, name="state_tile", idx_name="s"):
+                n_nope, rot = _pool_tile(state, kv_rows, score_rows, kv_state, score_state, tok, from_state, valid,
+                                         gamma, cos, sin, swap, 0, geo, sources)
+                _store_entries(out, n_nope, rot, 0, rows_hd)
+        for i in pypto.loop(FIRST, n // NT, name="window_tiles", idx_name="i"):  # the host pads N to NT
             off = i * NT
             n_nope, rot = _pool_tile(state, kv_rows, score_rows, kv_state, score_state, tok, from_state, valid,
-                                     gamma, cos, sin, swap, off, geo)
-            # outputs last: the tile's entries into cmp_kv in place (a window without a cmp
-            # row repeats an entry of its tile; a tile with none writes nothing)
-            if any_row[i] > 0:
-                pypto.set_vec_tile_shapes(rows_hd, HD)
-                ent = pypto.index_select(pypto.concat([n_nope, rot], -1), 0, pypto.view(pick, [NT], [off]))
-                cmp_kv[:] = pypto.scatter_update(cmp_kv, -2, pypto.view(cmp_dst, [1, NT], [i, 0]), ent)
-            pypto.set_vec_tile_shapes(rows_hd, HD)
-            pypto.assemble(n_nope, [off, 0], out)
-            pypto.assemble(rot, [off, NOPE], out)
+                                     gamma, cos, sin, swap, off, geo, rest)
+            if not SEVERAL:  # one tile: its entries into cmp_kv in place, straight from the tile
+                if any_row[i] > 0:
+                    pypto.set_vec_tile_shapes(rows_hd, HD)
+                    ent = pypto.index_select(pypto.concat([n_nope, rot], -1), 0, pick)
+                    cmp_kv[:] = pypto.scatter_update(cmp_kv, -2, cmp_dst, ent)
+            _store_entries(out, n_nope, rot, off, rows_hd)
+        if SEVERAL:  # the call's entries into cmp_kv in place, after the last tile (see the module)
+            for j in pypto.loop(1, name="entries", idx_name="j"):
+                if any_row[j] > 0:
+                    pypto.set_vec_tile_shapes(rows_hd, HD)
+                    cmp_kv[:] = pypto.scatter_update(cmp_kv, -2, cmp_dst, pypto.index_select(out, 0, pick))
 
     @pypto.frontend.jit(runtime_options=jit_options(run_mode))
     def compressor_pool_rotate(state: T([DYN, HD], F32), kv_rows: T([DYN, HD], F32),
@@ -189,23 +309,29 @@ def build_pool_kernel(cfg, ratio: int, tiling: CompressorTiling = None, run_mode
                                score_state: T([DYN, W], I32), tok: T([DYN, W], I32), from_state: T([DYN, W], F32),
                                valid: T([DYN, W], F32), gamma: T([1, HD], F32), cos: T([DYN, R], F32),
                                sin: T([DYN, R], F32), swap: T([S], I32), had_nope: T([NOPE, HD], BF16),
-                               had_rope: T([R, HD], BF16), pick: T([DYN], I32), cmp_dst: T([DYN, NT], I64),
-                               any_row: T([DYN], I32), out: T([DYN, HD], BF16), cmp_kv: T([DYN, HD], BF16)):
+                               had_rope: T([R, HD], BF16), pick: T([NP], I32), cmp_dst: T([1, NP], I64),
+                               any_row: T([1], I32), out: T([DYN, HD], BF16), cmp_kv: T([DYN, HD], BF16)):
         n = kv_state.shape[0]
-        for i in pypto.loop(n // NT, name="window_tiles", idx_name="i"):  # the host pads N to NT
-            off = i * NT
-            n_nope, rot = _pool_tile(state, kv_rows, score_rows, kv_state, score_state, tok, from_state, valid,
-                                     gamma, cos, sin, swap, off, geo)
-            pypto.set_cube_tile_shapes([MT, MT], [64, 64], [HD, HD])
-            hk = pypto.add(pypto.matmul(n_nope, had_nope, F32), pypto.matmul(rot, had_rope, F32))
-            pypto.set_vec_tile_shapes(rows_hd, HD)
-            k = to_bf16(pypto.mul(hk, scale))  # (6)
-            # outputs last: the keys into the index-key cache in place (as above)
-            if any_row[i] > 0:
+        if PEEL:  # as in compressor_pool
+            for _ in pypto.loop(1, name="state_tile", idx_name="s"):
+                k = _keys(_pool_tile(state, kv_rows, score_rows, kv_state, score_state, tok, from_state, valid, gamma,
+                                     cos, sin, swap, 0, geo, sources), had_nope, had_rope, rows_hd)
                 pypto.set_vec_tile_shapes(rows_hd, HD)
-                ent = pypto.index_select(k, 0, pypto.view(pick, [NT], [off]))
-                cmp_kv[:] = pypto.scatter_update(cmp_kv, -2, pypto.view(cmp_dst, [1, NT], [i, 0]), ent)
+                pypto.assemble(k, [0, 0], out)
+        for i in pypto.loop(FIRST, n // NT, name="window_tiles", idx_name="i"):  # the host pads N to NT
+            off = i * NT
+            k = _keys(_pool_tile(state, kv_rows, score_rows, kv_state, score_state, tok, from_state, valid, gamma,
+                                 cos, sin, swap, off, geo, rest), had_nope, had_rope, rows_hd)
+            if not SEVERAL:  # as in compressor_pool
+                if any_row[i] > 0:
+                    pypto.set_vec_tile_shapes(rows_hd, HD)
+                    cmp_kv[:] = pypto.scatter_update(cmp_kv, -2, cmp_dst, pypto.index_select(k, 0, pick))
             pypto.set_vec_tile_shapes(rows_hd, HD)
             pypto.assemble(k, [off, 0], out)
+        if SEVERAL:  # the call's entries into cmp_kv in place, after the last tile (see the module)
+            for j in pypto.loop(1, name="entries", idx_name="j"):
+                if any_row[j] > 0:
+                    pypto.set_vec_tile_shapes(rows_hd, HD)
+                    cmp_kv[:] = pypto.scatter_update(cmp_kv, -2, cmp_dst, pypto.index_select(out, 0, pick))
 
     return compressor_pool_rotate if rotate else compressor_pool

@@ -17,8 +17,9 @@ window with no valid slot pools to 0). Window geometry (`window_positions`):
   previous slots are at negative positions and do not exist.
 
 `gated_pool` is the torch reference (fp32 or fp64 math follows the inputs' dtype);
-`gated_pool_tile` the pypto building block used inside kernels, `pool_window_tile` the same
-on one row tile of [N, W, C] slot tensors.
+`gated_pool_tile` the pypto building block used inside kernels, `gated_pool_segments` the same
+over slots that come in segments (one softmax over all of them, nothing concatenated),
+`pool_window_tile` on one row tile of [N, W, C] slot tensors.
 
 No `from __future__ import annotations`: the pypto blocks are called inside jit kernels.
 """
@@ -107,6 +108,33 @@ def gated_pool_tile(kv, score, valid, *, window: int, channels: int, tile_rows: 
     if rows is None:
         return pypto.reshape(pooled, [NT, C])
     return pypto.reshape(pooled, [NT, C], valid_shape=[rows, C])
+
+
+def gated_pool_segments(segments, *, channels: int, tile_rows: int, channel_tile: int):
+    """pypto block: `gated_pool_tile` over windows whose slots come in segments, one softmax
+    over all of them without concatenating the slots: each segment's max, then the window's;
+    each segment's weight sum and weighted kv, added. segments: [(kv, score [tile_rows, w, C]
+    fp32, valid3 [tile_rows, w, 1] fp32 (1.0: the slot is this segment's), w)], every slot
+    finite. Returns fp32 [tile_rows, C]."""
+    C, NT, ct = channels, tile_rows, channel_tile
+    parts = []
+    for kv, score, v3, w in segments:
+        pypto.set_vec_tile_shapes(1, w, ct)
+        s = pypto.add(score, pypto.mul(pypto.sub(v3, 1.0), MASK_BIAS))
+        parts.append((kv, s, v3, w, pypto.amax(s, 1, keepdim=True)))
+    pypto.set_vec_tile_shapes(1, 1, ct)
+    m = parts[0][4]
+    for part in parts[1:]:
+        m = pypto.maximum(m, part[4])  # [NT, 1, C]: the window's max over every segment
+    den = num = None
+    for kv, s, v3, w, _ in parts:
+        pypto.set_vec_tile_shapes(1, w, ct)
+        e = pypto.mul(pypto.exp(pypto.sub(s, m)), v3)  # slots not in the segment -> exactly 0
+        d, n = pypto.sum(e, 1, keepdim=True), pypto.sum(pypto.mul(e, kv), 1, keepdim=True)
+        pypto.set_vec_tile_shapes(1, 1, ct)
+        den, num = (d, n) if den is None else (pypto.add(den, d), pypto.add(num, n))
+    pooled = pypto.div(num, pypto.maximum(den, 1e-30))  # all-absent window -> 0
+    return pypto.reshape(pooled, [NT, C])
 
 
 def pool_window_tile(kv_slots, score_slots, valid, off, rows, *, window: int, channels: int, tile_rows: int):

@@ -79,7 +79,8 @@ def compute_reference(cfg: AttentionConfig, plan: Plan, x2d, wkv, wgate, ape, no
 
 
 def compute_kernel(cfg: AttentionConfig, meta: KernelMeta, backend: str, x2d, wkv, wgate, ape, norm_weight,
-                   state, state_pos, cmp_kv, *, rotate: bool = False, rope_shift: int = 0) -> StepValues:
+                   state, state_pos, cmp_kv, *, rotate: bool = False, rope_shift: int = 0,
+                   first_pos: int | None = None) -> StepValues:
     """The pypto kernels on the caches themselves: projections + scores, written into `state`
     in place (state rows of tokens that have one), and their position tags into `state_pos`;
     then, each state slot kept only where its row's tag is its position (`tag_checked`),
@@ -87,7 +88,8 @@ def compute_kernel(cfg: AttentionConfig, meta: KernelMeta, backend: str, x2d, wk
     slot read from the state cache or this call's rows, the entries written into `cmp_kv` in
     place. Returns this call's rows and the windows' entries [N, head_dim] (N =
     meta.windows). `rope_shift`: RoPE positions shifted (a perturbation the golden check must
-    catch)."""
+    catch); `first_pos`: the call's first position when the host knows it (a prefill chunk:
+    the pool kernel then skips the state cache when no window reaches before it)."""
     ratio, HD = meta.ratio, meta.head_dim
     mode = run_mode(backend)
     T, dev = x2d.shape[0], x2d.device
@@ -103,8 +105,9 @@ def compute_kernel(cfg: AttentionConfig, meta: KernelMeta, backend: str, x2d, wk
     score_rows = torch.zeros(T, C, dtype=torch.float32, device=dev)
     ape_idx = (meta.positions % ratio).to(torch.int32)
     pick, dst, anyr = masked_scatter(meta.state_rows, project_tile(cfg, ratio, T))
+    state_dst = torch.cat([2 * dst, 2 * dst + 1], 1)  # a tile's kv rows, then its score rows ([rows·2, C])
     run(build_project_kernel(cfg, ratio, run_mode=mode, tokens=T, head_dim=HD),
-        [x2d.contiguous(), wkv.contiguous(), wgate.contiguous(), ape.contiguous(), ape_idx, pick, 2 * dst, 2 * dst + 1,
+        [x2d.contiguous(), wkv.contiguous(), wgate.contiguous(), ape.contiguous(), ape_idx, pick, state_dst,
          anyr, kv_rows, score_rows, state.view(-1, C)], f"compressor_ratio{ratio}_project")
     write_tags(state_pos, meta)
     N = meta.windows
@@ -113,10 +116,11 @@ def compute_kernel(cfg: AttentionConfig, meta: KernelMeta, backend: str, x2d, wk
     cos, sin = rope_on_device(cfg, ratio, m.rope_pos + rope_shift)
     had = [on_device(h, dev) for h in hadamard_halves(HD, cfg.rope_dim)] if rotate else []
     out = torch.zeros(m.kv_state.shape[0], HD, dtype=torch.bfloat16, device=dev)
-    run(build_pool_kernel(cfg, ratio, run_mode=mode, windows=N, head_dim=HD, rotate=rotate),
+    writes = masked_scatter(m.cmp_rows, m.kv_state.shape[0])  # one tile: the kernel writes all entries at once
+    run(build_pool_kernel(cfg, ratio, N, run_mode=mode, head_dim=HD, rotate=rotate, seq=meta.seq, first_pos=first_pos),
         [state.view(-1, HD), kv_rows.view(-1, HD), score_rows.view(-1, HD), m.kv_state, m.score_state, m.tok,
          m.from_state, m.valid, on_device(norm_weight.float().reshape(1, -1), dev), cos, sin,
-         on_device(swap_index(cfg.rope_dim), dev), *had, *masked_scatter(m.cmp_rows, nt), out, cmp_kv.view(-1, HD)],
+         on_device(swap_index(cfg.rope_dim), dev), *had, *writes, out, cmp_kv.view(-1, HD)],
         f"compressor_ratio{ratio}_pool" + ("_rotate" if rotate else ""))
     return StepValues(kv_rows, score_rows, out[:N])
 
@@ -133,7 +137,8 @@ def kernel_meta_for(cfg: AttentionConfig, ratio: int, start_pos: torch.Tensor, s
 def run_step(cfg: AttentionConfig, ratio: int, backend: str, x2d, wkv, wgate, ape, norm_weight, start_pos, seq: int,
              state, state_pos, state_block_table, cmp_kv, cmp_slot_mapping, *, head_dim: int | None = None,
              dtype: torch.dtype = torch.float32, rotate: bool = False, validate: bool = True,
-             names: tuple[str, str] = ("cmp_kv", "cmp_slot_mapping")) -> tuple[torch.Tensor, torch.Tensor]:
+             names: tuple[str, str] = ("cmp_kv", "cmp_slot_mapping"),
+             first_pos: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Plan, compute, write. Returns (entries_per_token [T, head_dim] in cmp_kv's dtype,
     zero where no window closes; closes [T] bool). Inputs are already validated for shape /
     dtype. `dtype=float64` (torch backend, float64 caches) is the exact evaluation used by
@@ -161,7 +166,7 @@ def run_step(cfg: AttentionConfig, ratio: int, backend: str, x2d, wkv, wgate, ap
     meta = kernel_meta_for(cfg, ratio, start_pos, seq, state, state_block_table, cmp_slot_mapping, cmp_kv,
                            head_dim=head_dim)
     vals = compute_kernel(cfg, meta, backend, x2d, wkv, wgate, ape, norm_weight, state, state_pos, cmp_kv,
-                          rotate=rotate)
+                          rotate=rotate, first_pos=first_pos)
     return tokens_out(meta, vals.entries)
 
 

@@ -19,10 +19,10 @@ class CompressorTiling:
 
 
 def default_tiling(cfg, ratio: int, tokens: int | None = None, windows: int | None = None) -> CompressorTiling:
-    """Tiles found best under the cost model at FLASH shapes (README, Performance): a long K
-    tile; 512-token tiles for prefill-sized T; for a decode-sized T with the 512-wide
-    (ratio-128) projection, 64-wide N tiles so more cube cores get work; pooling tiles of
-    8 / 16 / 32 windows by window count."""
+    """Tiles found best under the cost model at FLASH shapes (README, Performance): at decode a
+    long K tile, and for the 512-wide (ratio-128) projection 64-wide N tiles so more cube cores
+    get work; for prefill-sized T, 256-token tiles with 256-row, 512-deep cube tiles; pooling
+    tiles of 8 / 16 / 32 windows by window count."""
     k1 = min(1024, cfg.hidden_size)
     n = 64 if (ratio != 4 and tokens is not None and tokens <= 128) else 128
     nt = 32
@@ -30,5 +30,6 @@ def default_tiling(cfg, ratio: int, tokens: int | None = None, windows: int | No
         nt = 8
     elif windows is not None and windows <= 64 and ratio == 4:
         nt = 16
-    tt = 512 if tokens is not None and tokens >= 512 else 128
-    return CompressorTiling(tt=tt, cube=((128, 128), (128, k1), (n, n)), nt=nt)
+    if tokens is not None and tokens >= 512:  # prefill: 256-row cube tiles (fewer, fuller tasks)
+        return CompressorTiling(tt=256, cube=((256, 256), (128, min(512, k1)), (n, n)), nt=nt)
+    return CompressorTiling(tt=128, cube=((128, 128), (128, k1), (n, n)), nt=nt)

@@ -18,6 +18,8 @@ SMALL_CASES = [
     Case("tiny-decode-S1", TINY, R, (3, 7, 0, 10, 4), 1),
     Case("tiny-decode-S5", TINY, R, (0, 5, 130, 2), 5),
     Case("tiny-decode-S9-several-windows", TINY, R, (1, 6), 9),
+    # 8 requests x 3 candidate windows: two window tiles, the entries written once after both
+    Case("tiny-decode-B8S9-two-tiles", TINY, R, (0, 3, 6, 11, 40, 64, 130, 201), 9),
 ]
 _FLASH_STARTS = tuple([0, 1, 2, 3, 6, 7, 127][i % 7] + 8 * (i // 7) for i in range(64))
 FLASH_CASES = [Case("flash-decode-B64S2", FLASH, R, _FLASH_STARTS, 2)]

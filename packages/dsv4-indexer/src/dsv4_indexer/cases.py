@@ -86,7 +86,11 @@ BENCH = [
 # closing on several tokens of a step, the first window, a page crossing
 KEY_CASES = {c.name: c for c in [
     KeyCase("keys-tiny-decode-S5", dataclasses.replace(TINY, name="tiny-keys", head_dim=TINY.index_head_dim), 4,
-            (0, 5, 130, 2), 5, rotate=True)]}
+            (0, 5, 130, 2), 5, rotate=True),
+    # 8 requests x 3 candidate windows: two window tiles, the keys written once after both
+    KeyCase("keys-tiny-decode-B8S9-two-tiles", dataclasses.replace(TINY, name="tiny-keys",
+                                                                 head_dim=TINY.index_head_dim), 4,
+            (0, 3, 6, 11, 40, 64, 130, 201), 9, rotate=True)]}
 # a token stream: prefill (the family's key path) then decode steps of S = 1, 2, 8 (this
 # package's public key compressor and indexer), all on the simulator, vs one torch prefill
 CHAINS = {"chain-prefill61-decode-S1-S2-S8": (72, [("prefill", 61), ("decode", 1), ("decode", 2), ("decode", 8)])}

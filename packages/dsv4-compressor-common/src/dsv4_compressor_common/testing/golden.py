@@ -14,6 +14,7 @@ from dsv4_core import AttentionConfig
 from dsv4_core.compare import compare, compare_exact
 from dsv4_core.golden import BenchOutcome, GoldenOutcome
 
+from ..kernel import gathered_slot_bytes, pool_tile
 from ..pooling import coff, window_size
 from ..step import combined_run, compute_kernel, compute_reference, kernel_meta_for
 from .scenarios import Case, clone_inputs, make_inputs, plan_of
@@ -46,7 +47,8 @@ def golden(module: str, case: Case, *, perturb: str | None = None) -> GoldenOutc
     meta = kernel_meta_for(cfg, R, inp["start_pos"], S, kin["state"], kin["state_block_table"],
                            kin["cmp_slot_mapping"], kin["cmp_kv"], head_dim=plan.head_dim, swap_halves=swap_halves)
     compute_kernel(cfg, meta, "sim", x2d, kin["wkv"], kin["wgate"], kin["ape"], kin["norm_weight"], kin["state"],
-                   kin["state_pos"], kin["cmp_kv"], rotate=case.rotate, rope_shift=rope_shift)
+                   kin["state_pos"], kin["cmp_kv"], rotate=case.rotate, rope_shift=rope_shift,
+                   first_pos=case.starts[0] if module.startswith("prefill") else None)
     C = coff(R) * cfg.head_dim
     written = plan.state_rows >= 0
     rows = kin["state"].view(-1, 2 * C)[plan.state_rows[written]]
@@ -105,7 +107,6 @@ def bench(module: str, name: str, cfg: AttentionConfig, ratio: int, tokens: int,
     from ..calls import decode_call, prefill_call
 
     C, D, HD = coff(ratio) * cfg.head_dim, cfg.hidden_size, cfg.head_dim
-    W = window_size(ratio)
     bf = torch.bfloat16
     B = max(1, batch)
     S = tokens // B
@@ -142,7 +143,8 @@ def bench(module: str, name: str, cfg: AttentionConfig, ratio: int, tokens: int,
             return prefill_call(ratio, *args, config=cfg, backend="sim", validate=False)
     m = timing.measure(call, given=[a for a in args if isinstance(a, torch.Tensor)])
     nbytes, flops = traffic(cfg, ratio, tokens, windows)
-    gathered = 4 * windows * W * HD * 2  # the windows' slots (kv and score halves, fp32) gathered
+    gathered = gathered_slot_bytes(ratio, HD, windows, S, None if batch else start,  # what the pool kernel gathers
+                                   tile=pool_tile(cfg, ratio, windows))
     return timing.outcome(module, name, m, nbytes=nbytes, flops=flops, gather_bytes=2 * gathered,
                           note=f"T={tokens} windows={windows} ({'B=' + str(B) if batch else 'from ' + str(start)}); "
                                f"kernels {' + '.join(m.launches)}; state {state.numel() * 4 / 1e6:.0f} MB, "
