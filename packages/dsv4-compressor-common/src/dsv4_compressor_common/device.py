@@ -28,7 +28,7 @@ import torch
 from dsv4_core.backends import on_device
 from dsv4_rope_tables import frequencies, profile_for_ratio
 
-from .pooling import coff, window_positions, window_size
+from .pooling import coff, first_closing, window_positions, window_size
 
 
 @dataclasses.dataclass
@@ -106,7 +106,7 @@ def kernel_meta(ratio: int, head_dim: int, start_pos: torch.Tensor, seq: int, st
     state_rows = rows_of(req[:, None].expand(B, S), pos).reshape(-1)
 
     K = (S - 1) // R + 1
-    c0 = start + (R - 1 - start % R) % R  # each request's first closing position
+    c0 = first_closing(start, R)  # each request's first closing position
     closing = c0[:, None] + R * torch.arange(K, device=dev, dtype=torch.int64)[None, :]  # [B, K]
     exists = closing < (start + S)[:, None]
     slot_pos, half = window_positions(torch.zeros(0, dtype=torch.int64), R)  # geometry only

@@ -52,7 +52,7 @@ from dsv4_core.blocks import rms_norm, to_bf16
 from dsv4_core.chip import VEC_OPERAND_ELEMS
 from dsv4_rope_tables.pypto_block import rope_rotate
 
-from .pooling import coff, gated_pool_segments, gated_pool_tile, window_size
+from .pooling import coff, first_closing, gated_pool_segments, gated_pool_tile, slot_channels, window_size
 from .tiling import CompressorTiling, default_tiling
 
 F32, BF16, I32, I64 = pypto.DT_FP32, pypto.DT_BF16, pypto.DT_INT32, pypto.DT_INT64
@@ -108,7 +108,7 @@ def _slot_tile(src_state, src_tok, idx_state, idx_tok, fs, valid3, geo, sources)
     position): the state cache is not read at all."""
     W, HD, NT = geo[0], geo[1], geo[4]
     K, read_state = sources
-    ct = min(HD, max(64, VEC_OPERAND_ELEMS // W))
+    ct = slot_channels(W, HD)
     pypto.set_vec_tile_shapes(1, W, ct)
     if not read_state:  # every slot that exists is one of this call's positions
         return pypto.where(pypto.greater(valid3, 0.5), pypto.index_select(src_tok, 0, idx_tok), 0.0)
@@ -137,7 +137,7 @@ def _slot_segments(state, kv_rows, score_rows, idx, fs, vd, geo, K: int):
     and concatenating them onto the others (`_slot_tile`), a copy of the whole slot tile; for
     the 8-slot windows of ratio 4 the copy is the cheaper."""
     W, HD, NT = geo[0], geo[1], geo[4]
-    ct = min(HD, max(64, VEC_OPERAND_ELEMS // W))
+    ct = slot_channels(W, HD)
     pypto.set_vec_tile_shapes(max(1, min(NT, VEC_OPERAND_ELEMS // W)), W)
     in_state = pypto.reshape(pypto.mul(vd, fs), [NT, W, 1])
     in_tok = pypto.view(pypto.reshape(pypto.sub(vd, pypto.mul(vd, fs)), [NT, W, 1]), [NT, K, 1], [0, W - K, 0])
@@ -161,8 +161,7 @@ def reads_state(ratio: int, first_pos: int | None) -> bool:
     0 <= p < first_pos."""
     if first_pos is None:
         return True
-    closer = first_pos + (ratio - 1 - first_pos % ratio) % ratio
-    return max(0, closer - window_size(ratio) + 1) < first_pos
+    return max(0, first_closing(first_pos, ratio) - window_size(ratio) + 1) < first_pos
 
 
 def state_windows(ratio: int, windows: int, tile: int, first_pos: int | None = None) -> int:
@@ -195,12 +194,12 @@ def _pool_tile(state, kv_rows, score_rows, kv_state, score_state, tok, from_stat
     idx = [pypto.view(t, [NT, W], [off, 0]) for t in (kv_state, score_state, tok)]
     fs = pypto.view(from_state, [NT, W], [off, 0])
     vd = pypto.view(valid, [NT, W], [off, 0])
-    vd3 = pypto.reshape(vd, [NT, W, 1])
     K, read_state = sources
     if read_state and K < W and W >= SEGMENTS_MIN_WINDOW:
         pooled = gated_pool_segments(_slot_segments(state, kv_rows, score_rows, idx, fs, vd, geo, K), channels=HD,
-                                     tile_rows=NT, channel_tile=min(HD, max(64, VEC_OPERAND_ELEMS // W)))
+                                     tile_rows=NT, channel_tile=slot_channels(W, HD))
     else:
+        vd3 = pypto.reshape(vd, [NT, W, 1])
         kv = _slot_tile(state, kv_rows, idx[0], idx[2], fs, vd3, geo, sources)
         sc = _slot_tile(state, score_rows, idx[1], idx[2], fs, vd3, geo, sources)
         pooled = gated_pool_tile(kv, sc, vd, window=W, channels=HD, tile_rows=NT)

@@ -45,6 +45,18 @@ def coff(ratio: int) -> int:
     return window_size(ratio) // ratio
 
 
+def first_closing(start, ratio: int):
+    """The first position at or after `start` that closes a window ((p + 1) % ratio == 0);
+    `start` an int or an integer tensor (elementwise)."""
+    return start + (ratio - 1 - start % ratio) % ratio
+
+
+def slot_channels(window: int, channels: int) -> int:
+    """The channel width of a pooling block's [1, window, channel] vector tiles: each operand
+    stays within `VEC_OPERAND_ELEMS`, at least 64 channels."""
+    return min(channels, max(64, VEC_OPERAND_ELEMS // window))
+
+
 def window_positions(closing: torch.Tensor, ratio: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Slot positions and halves of the windows closing at `closing [N]` ((p*+1) % ratio == 0).
 
@@ -87,7 +99,7 @@ def gated_pool_tile(kv, score, valid, *, window: int, channels: int, tile_rows: 
     Sets its own vector tile shapes: each op's operands stay ≤ `VEC_OPERAND_ELEMS` elements
     (the unified buffer, `dsv4_core.chip.UB_BYTES`, holds inputs + output)."""
     W, C, NT = window, channels, tile_rows
-    ct = channel_tile or min(C, max(64, VEC_OPERAND_ELEMS // W))
+    ct = channel_tile or slot_channels(W, C)
     vs3 = None if rows is None else [rows, W, 1]
     pypto.set_vec_tile_shapes(max(1, min(NT, VEC_OPERAND_ELEMS // W)), W)
     bias = pypto.mul(pypto.sub(valid, 1.0), MASK_BIAS)
