@@ -42,6 +42,23 @@ def test_watch_tells_cache_views_from_copies():
     assert w.prepared_bytes(cache) == cache.numel() * 4 + step.numel() * 4
 
 
+def test_a_buffer_two_launches_receive_is_prepared_once():
+    cache = torch.zeros(16, 4)
+    rows = torch.empty(6, 8)  # the first kernel's output, the second's input
+    meta = torch.ones(5)
+
+    with contract.watch(run=False) as w:
+        sim.run(None, [cache, rows], name="project")
+        sim.run(None, [rows.view(12, 4), meta, rows[3:]], name="pool")
+    assert w.prepared_bytes(cache) == rows.numel() * 4 + meta.numel() * 4
+    assert w.prepared_bytes() == cache.numel() * 4 + rows.numel() * 4 + meta.numel() * 4
+    # two distinct buffers of the same size still count twice
+    with contract.watch(run=False) as w:
+        sim.run(None, [rows], name="a")
+        sim.run(None, [rows.clone()], name="b")
+    assert w.prepared_bytes() == 2 * rows.numel() * 4
+
+
 def test_measure_sums_kernels_and_charges_what_the_host_prepared(monkeypatch):
     from dsv4_core import bench
 

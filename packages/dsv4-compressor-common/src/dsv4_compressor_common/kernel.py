@@ -173,35 +173,92 @@ def state_windows(ratio: int, windows: int, tile: int, first_pos: int | None = N
     return windows if first_pos is None else min(windows, tile)
 
 
+def reads_views(ratio: int, first_pos: int | None, windows: int, tile: int) -> bool:
+    """Whether the pool kernel reads a call's windows as views of this call's rows, no
+    gather: a prefill chunk (`first_pos` known) that starts on a window boundary, so each
+    window's slots are whole `ratio`-token blocks of the chunk (ratio 4: the back halves of
+    its own block and the front halves of the block before). Ratio 4 gathers its first window
+    tile (the first window's earlier block precedes the chunk), so it reads views from the
+    second tile on and needs several tiles."""
+    if first_pos is None or first_pos % ratio:
+        return False
+    return ratio != 4 or padded_windows(windows, tile) > tile
+
+
+def gathered_windows(ratio: int, windows: int, tile: int, first_pos: int | None = None) -> int:
+    """How many of a call's windows the pool kernel gathers slots for: every one, except where
+    it reads views (`reads_views`: none at ratio 128, the first window tile at ratio 4)."""
+    if not reads_views(ratio, first_pos, windows, tile):
+        return windows
+    return min(windows, tile) if ratio == 4 else 0
+
+
 def gathered_slot_bytes(ratio: int, head_dim: int, windows: int, seq: int, first_pos: int | None = None,
                         tile: int = 1) -> int:
     """Bytes the pool kernel's slot gathers read (fp32 kv and score chunks): a window read
     from the state cache (`state_windows`, `tile` its window tile) gathers every slot there and
-    its last `tok_slots` from this call's rows, any other window every slot from this call's
-    rows."""
+    its last `tok_slots` from this call's rows, any other gathered window (`gathered_windows`)
+    every slot from this call's rows; a window read as views gathers nothing."""
     W = window_size(ratio)
-    slots = windows * W + state_windows(ratio, windows, tile, first_pos) * tok_slots(ratio, seq)
+    slots = gathered_windows(ratio, windows, tile, first_pos) * W
+    slots += state_windows(ratio, windows, tile, first_pos) * tok_slots(ratio, seq)
     return 4 * slots * head_dim * 2
 
 
-def _pool_tile(state, kv_rows, score_rows, kv_state, score_state, tok, from_state, valid, gamma, cos, sin, swap, off,
-               geo, sources):
+def rows_buffer(ratio: int, tokens: int, windows: int, tile: int, first_pos: int | None = None) -> int:
+    """Rows of the buffers the project kernel writes this call's rows into (`kv_rows`,
+    `score_rows` [rows, C]): the call's tokens in whole `ratio`-token blocks (the pool kernel
+    receives them as [rows / ratio, ratio, C]); where it reads views (`reads_views`), one
+    block per padded window at least, so every window tile's views stay inside them (rows
+    past the call's tokens belong to windows that do not exist: no valid slot). Elsewhere
+    (decode) nothing more: a decode call's windows are not its blocks."""
+    blocks = -(-tokens // ratio)
+    if reads_views(ratio, first_pos, windows, tile):
+        blocks = max(blocks, padded_windows(windows, tile))
+    return blocks * ratio
+
+
+def _view_slots(blocks, off, geo):
+    """A [NT, W, d] window tile's slots (kv or score) as views of this call's rows, seen as
+    whole blocks `blocks [rows / ratio, ratio, C]` (`reads_views`): window k's slots are block
+    k's (the back halves at ratio 4), after block k − 1's front halves at ratio 4. Nothing is
+    gathered; ratio 4 concatenates the two halves (a copy of the tile, as `_slot_tile`)."""
+    W, HD, NT = geo[0], geo[1], geo[4]
+    ct = slot_channels(W, HD)
+    if W < SEGMENTS_MIN_WINDOW:  # ratio 4: W = 2 · ratio, two halves
+        r = W // 2
+        pypto.set_vec_tile_shapes(1, r, ct)
+        prev = pypto.view(blocks, [NT, r, HD], [off - 1, 0, 0])
+        cur = pypto.view(blocks, [NT, r, HD], [off, 0, HD])
+        pypto.set_vec_tile_shapes(1, W, ct)
+        return pypto.concat([prev, cur], 1)
+    pypto.set_vec_tile_shapes(1, W, ct)
+    return pypto.view(blocks, [NT, W, HD], [off, 0, 0])
+
+
+def _pool_tile(state, kv_rows, score_rows, kv_blk, score_blk, kv_state, score_state, tok, from_state, valid, gamma,
+               cos, sin, swap, off, geo, sources):
     """Steps 2–5 on the window tile [off, off + NT): (nope lanes bf16 [NT, HD − R], rotated rope
-    lanes bf16 [NT, R]); geo = (W, HD, R, EPS, NT, rows_hd, rows_r)."""
+    lanes bf16 [NT, R]); geo = (W, HD, R, EPS, NT, rows_hd, rows_r); sources = (tok_slots,
+    read_state, views): views True reads the slots as views of `kv_blk` / `score_blk`
+    (`_view_slots`), else gathers them (`_slot_tile`, `_slot_segments`)."""
     W, HD, R, EPS, NT, rows_hd, rows_r = geo
     NOPE = HD - R
     pypto.set_vec_tile_shapes(max(1, min(NT, VEC_OPERAND_ELEMS // W)), W)
     idx = [pypto.view(t, [NT, W], [off, 0]) for t in (kv_state, score_state, tok)]
     fs = pypto.view(from_state, [NT, W], [off, 0])
     vd = pypto.view(valid, [NT, W], [off, 0])
-    K, read_state = sources
-    if read_state and K < W and W >= SEGMENTS_MIN_WINDOW:
+    K, read_state, views = sources
+    if views:
+        pooled = gated_pool_tile(_view_slots(kv_blk, off, geo), _view_slots(score_blk, off, geo), vd, window=W,
+                                 channels=HD, tile_rows=NT)
+    elif read_state and K < W and W >= SEGMENTS_MIN_WINDOW:
         pooled = gated_pool_segments(_slot_segments(state, kv_rows, score_rows, idx, fs, vd, geo, K), channels=HD,
                                      tile_rows=NT, channel_tile=slot_channels(W, HD))
     else:
         vd3 = pypto.reshape(vd, [NT, W, 1])
-        kv = _slot_tile(state, kv_rows, idx[0], idx[2], fs, vd3, geo, sources)
-        sc = _slot_tile(state, score_rows, idx[1], idx[2], fs, vd3, geo, sources)
+        kv = _slot_tile(state, kv_rows, idx[0], idx[2], fs, vd3, geo, sources[:2])
+        sc = _slot_tile(state, score_rows, idx[1], idx[2], fs, vd3, geo, sources[:2])
         pooled = gated_pool_tile(kv, sc, vd, window=W, channels=HD, tile_rows=NT)
     pypto.set_vec_tile_shapes(rows_hd, HD)
     pb = pypto.cast(to_bf16(pooled), F32)  # (3)
@@ -251,13 +308,16 @@ def build_pool_kernel(cfg, ratio: int, windows: int, tiling: CompressorTiling = 
     rows_r = max(1, min(NT, tl.vec_elems // R))
     geo = (W, HD, R, EPS, NT, rows_hd, rows_r)
     NP = padded_windows(windows, NT)
-    sources = (tok_slots(ratio, seq or W), reads_state(ratio, first_pos))
+    C = coff(ratio) * HD
+    VIEWS = reads_views(ratio, first_pos, windows, NT)
+    sources = (tok_slots(ratio, seq or W), reads_state(ratio, first_pos), VIEWS and ratio != 4)
     SEVERAL = NP > NT  # several window tiles: one write of all their entries after the loop
     # a prefill chunk that reads the state cache (first_pos known): only its first window tile
     # can (a window that reaches before the chunk is one of its first two); the others read
-    # this call's rows alone
-    PEEL = first_pos is not None and sources[1] and SEVERAL
-    FIRST, rest = (1, (sources[0], False)) if PEEL else (0, sources)
+    # this call's rows alone, as views where the chunk starts on a window boundary (ratio 4:
+    # the first tile is gathered, its first window's earlier block precedes the chunk)
+    PEEL = first_pos is not None and SEVERAL and (sources[1] or (VIEWS and ratio == 4))
+    FIRST, rest = (1, (sources[0], False, VIEWS)) if PEEL else (0, sources)
     scale, MT = HD ** -0.5, NT
 
     def _store_entries(out, n_nope, rot, off, rows):
@@ -275,6 +335,7 @@ def build_pool_kernel(cfg, ratio: int, windows: int, tiling: CompressorTiling = 
 
     @pypto.frontend.jit(runtime_options=jit_options(run_mode))
     def compressor_pool(state: T([DYN, HD], F32), kv_rows: T([DYN, HD], F32), score_rows: T([DYN, HD], F32),
+                        kv_blk: T([DYN, ratio, C], F32), score_blk: T([DYN, ratio, C], F32),
                         kv_state: T([DYN, W], I32), score_state: T([DYN, W], I32), tok: T([DYN, W], I32),
                         from_state: T([DYN, W], F32), valid: T([DYN, W], F32), gamma: T([1, HD], F32),
                         cos: T([DYN, R], F32), sin: T([DYN, R], F32), swap: T([S], I32), pick: T([NP], I32),
@@ -283,13 +344,13 @@ def build_pool_kernel(cfg, ratio: int, windows: int, tiling: CompressorTiling = 
         n = kv_state.shape[0]
         if PEEL:  # a prefill chunk's first window tile, the only one that can read the state cache
             for _ in pypto.loop(1, name="state_tile", idx_name="s"):
-                n_nope, rot = _pool_tile(state, kv_rows, score_rows, kv_state, score_state, tok, from_state, valid,
-                                         gamma, cos, sin, swap, 0, geo, sources)
+                n_nope, rot = _pool_tile(state, kv_rows, score_rows, kv_blk, score_blk, kv_state, score_state, tok,
+                                         from_state, valid, gamma, cos, sin, swap, 0, geo, sources)
                 _store_entries(out, n_nope, rot, 0, rows_hd)
         for i in pypto.loop(FIRST, n // NT, name="window_tiles", idx_name="i"):  # the host pads N to NT
             off = i * NT
-            n_nope, rot = _pool_tile(state, kv_rows, score_rows, kv_state, score_state, tok, from_state, valid,
-                                     gamma, cos, sin, swap, off, geo, rest)
+            n_nope, rot = _pool_tile(state, kv_rows, score_rows, kv_blk, score_blk, kv_state, score_state, tok,
+                                     from_state, valid, gamma, cos, sin, swap, off, geo, rest)
             if not SEVERAL:  # one tile: its entries into cmp_kv in place, straight from the tile
                 if any_row[i] > 0:
                     pypto.set_vec_tile_shapes(rows_hd, HD)
@@ -304,7 +365,8 @@ def build_pool_kernel(cfg, ratio: int, windows: int, tiling: CompressorTiling = 
 
     @pypto.frontend.jit(runtime_options=jit_options(run_mode))
     def compressor_pool_rotate(state: T([DYN, HD], F32), kv_rows: T([DYN, HD], F32),
-                               score_rows: T([DYN, HD], F32), kv_state: T([DYN, W], I32),
+                               score_rows: T([DYN, HD], F32), kv_blk: T([DYN, ratio, C], F32),
+                               score_blk: T([DYN, ratio, C], F32), kv_state: T([DYN, W], I32),
                                score_state: T([DYN, W], I32), tok: T([DYN, W], I32), from_state: T([DYN, W], F32),
                                valid: T([DYN, W], F32), gamma: T([1, HD], F32), cos: T([DYN, R], F32),
                                sin: T([DYN, R], F32), swap: T([S], I32), had_nope: T([NOPE, HD], BF16),
@@ -313,14 +375,15 @@ def build_pool_kernel(cfg, ratio: int, windows: int, tiling: CompressorTiling = 
         n = kv_state.shape[0]
         if PEEL:  # as in compressor_pool
             for _ in pypto.loop(1, name="state_tile", idx_name="s"):
-                k = _keys(_pool_tile(state, kv_rows, score_rows, kv_state, score_state, tok, from_state, valid, gamma,
-                                     cos, sin, swap, 0, geo, sources), had_nope, had_rope, rows_hd)
+                k = _keys(_pool_tile(state, kv_rows, score_rows, kv_blk, score_blk, kv_state, score_state, tok,
+                                     from_state, valid, gamma, cos, sin, swap, 0, geo, sources), had_nope, had_rope,
+                          rows_hd)
                 pypto.set_vec_tile_shapes(rows_hd, HD)
                 pypto.assemble(k, [0, 0], out)
         for i in pypto.loop(FIRST, n // NT, name="window_tiles", idx_name="i"):  # the host pads N to NT
             off = i * NT
-            k = _keys(_pool_tile(state, kv_rows, score_rows, kv_state, score_state, tok, from_state, valid, gamma,
-                                 cos, sin, swap, off, geo, rest), had_nope, had_rope, rows_hd)
+            k = _keys(_pool_tile(state, kv_rows, score_rows, kv_blk, score_blk, kv_state, score_state, tok,
+                                 from_state, valid, gamma, cos, sin, swap, off, geo, rest), had_nope, had_rope, rows_hd)
             if not SEVERAL:  # as in compressor_pool
                 if any_row[i] > 0:
                     pypto.set_vec_tile_shapes(rows_hd, HD)

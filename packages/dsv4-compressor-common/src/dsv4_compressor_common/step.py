@@ -18,7 +18,7 @@ from dsv4_rope_tables.pypto_block import swap_index
 
 from .device import KernelMeta, kernel_meta, masked_scatter, rope_on_device, write_tags
 from .hadamard import hadamard_halves
-from .kernel import build_pool_kernel, build_project_kernel, pool_tile, project_tile
+from .kernel import build_pool_kernel, build_project_kernel, pool_tile, project_tile, rows_buffer
 from .paging import Plan, gather_slots, plan_step, write_caches
 from .pooling import coff
 from .reference import compress_windows, project
@@ -101,8 +101,11 @@ def compute_kernel(cfg: AttentionConfig, meta: KernelMeta, backend: str, x2d, wk
         if kr is not None:
             _LAST_RUNS.append(kr)
 
-    kv_rows = torch.zeros(T, C, dtype=torch.float32, device=dev)
-    score_rows = torch.zeros(T, C, dtype=torch.float32, device=dev)
+    N = meta.windows
+    nt = pool_tile(cfg, ratio, N, rotate=rotate)
+    rows = rows_buffer(ratio, T, N, nt, first_pos)  # whole blocks: the pool kernel views them as [rows / ratio, ratio, C]
+    kv_rows = torch.zeros(rows, C, dtype=torch.float32, device=dev)
+    score_rows = torch.zeros(rows, C, dtype=torch.float32, device=dev)
     ape_idx = (meta.positions % ratio).to(torch.int32)
     pick, dst, anyr = masked_scatter(meta.state_rows, project_tile(cfg, ratio, T))
     state_dst = torch.cat([2 * dst, 2 * dst + 1], 1)  # a tile's kv rows, then its score rows ([rows·2, C])
@@ -110,19 +113,18 @@ def compute_kernel(cfg: AttentionConfig, meta: KernelMeta, backend: str, x2d, wk
         [x2d.contiguous(), wkv.contiguous(), wgate.contiguous(), ape.contiguous(), ape_idx, pick, state_dst,
          anyr, kv_rows, score_rows, state.view(-1, C)], f"compressor_ratio{ratio}_project")
     write_tags(state_pos, meta)
-    N = meta.windows
-    nt = pool_tile(cfg, ratio, N, rotate=rotate)
     m = meta.tag_checked(state_pos).padded(nt)
     cos, sin = rope_on_device(cfg, ratio, m.rope_pos + rope_shift)
     had = [on_device(h, dev) for h in hadamard_halves(HD, cfg.rope_dim)] if rotate else []
     out = torch.zeros(m.kv_state.shape[0], HD, dtype=torch.bfloat16, device=dev)
     writes = masked_scatter(m.cmp_rows, m.kv_state.shape[0])  # one tile: the kernel writes all entries at once
     run(build_pool_kernel(cfg, ratio, N, run_mode=mode, head_dim=HD, rotate=rotate, seq=meta.seq, first_pos=first_pos),
-        [state.view(-1, HD), kv_rows.view(-1, HD), score_rows.view(-1, HD), m.kv_state, m.score_state, m.tok,
+        [state.view(-1, HD), kv_rows.view(-1, HD), score_rows.view(-1, HD), kv_rows.view(-1, ratio, C),
+         score_rows.view(-1, ratio, C), m.kv_state, m.score_state, m.tok,
          m.from_state, m.valid, on_device(norm_weight.float().reshape(1, -1), dev), cos, sin,
          on_device(swap_index(cfg.rope_dim), dev), *had, *writes, out, cmp_kv.view(-1, HD)],
         f"compressor_ratio{ratio}_pool" + ("_rotate" if rotate else ""))
-    return StepValues(kv_rows, score_rows, out[:N])
+    return StepValues(kv_rows[:T], score_rows[:T], out[:N])
 
 
 def kernel_meta_for(cfg: AttentionConfig, ratio: int, start_pos: torch.Tensor, seq: int, state, state_block_table,

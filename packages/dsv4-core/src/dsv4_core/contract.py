@@ -53,7 +53,27 @@ class Watch:
         return any(launch.receives(cache) for launch in self.launches)
 
     def prepared_bytes(self, *caches: torch.Tensor) -> int:
-        return sum(launch.prepared_bytes(*caches) for launch in self.launches)
+        """Bytes of the launches' tensor arguments that are not views of `caches`, each
+        buffer counted once: a buffer one kernel writes and the next reads (an intermediate
+        the host allocates) is prepared once, not once per launch that receives it."""
+        ptrs = {c.untyped_storage().data_ptr() for c in caches}
+        spans: dict[int, list[tuple[int, int]]] = {}
+        for t in (t for launch in self.launches for t in launch.tensors()):
+            ptr = t.untyped_storage().data_ptr()
+            if ptr not in ptrs:
+                lo = t.storage_offset() * t.element_size()
+                spans.setdefault(ptr, []).append((lo, lo + t.numel() * t.element_size()))
+        total = 0
+        for parts in spans.values():  # the union of each buffer's byte ranges
+            end = None
+            for lo, hi in sorted(parts):
+                if end is None or lo >= end:
+                    total += hi - lo
+                    end = hi
+                elif hi > end:
+                    total += hi - end
+                    end = hi
+        return total
 
 
 _GUARD = {"on": False}

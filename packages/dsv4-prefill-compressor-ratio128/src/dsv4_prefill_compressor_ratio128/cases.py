@@ -18,6 +18,7 @@ SMALL_CASES = [
     Case("tiny-prefill-T1-start127", TINY, R, (127,), 1),  # one token closes the first window
     Case("tiny-prefill-T133-start3", TINY, R, (3,), 133),  # non-aligned start, cmp page crossing
     Case("tiny-prefill-T600-start5", TINY, R, (5,), 600),  # prefill tiling: 512-token tiles, ragged last
+    Case("tiny-prefill-T200-start128", TINY, R, (128,), 200),  # aligned: views; the second window not closed
 ]
 
 # bench: {name: (config, tokens, closing windows)}
