@@ -4,13 +4,16 @@ them; the head dim d from the config unless given).
     project(x [T, D] bf16, wkv [C, D] bf16, wgate [C, D] bf16, ape [ratio, C] f32,
             ape_idx [T] i32 (= pos % ratio), pick [T'] i32, state_dst [T' / TT, 2·TT] i64 (a
             tile's kv rows' destinations, then its score rows'), any_row [T' / TT] i32 (the state
-            writes, see below), kv_rows [T, C] f32 (out),
-            score_rows [T, C] f32 (out), state [num_state_rows·2, C] f32 (in place))
+            writes, see below), kv_rows [rows, C] f32 (out), score_rows [rows, C] f32 (out; rows
+            = `rows_buffer` ≥ T, whole ratio-token blocks), state [num_state_rows·2, C] f32 (in
+            place))
         kv_rows = x @ wkvᵀ, score_rows = x @ wgateᵀ + ape[ape_idx]       (fp32 accumulation)
         state rows [kv | score] of the tokens that have one, scattered in place
 
     pool(state [num_state_rows·2coff, d] f32 (the state cache, in place), kv_rows, score_rows
-         [T·coff, d] f32 (this call's rows), kv_state / score_state [N, W] i32 (the d-wide chunk
+         [rows·coff, d] f32 (this call's rows), kv_blk, score_blk [rows / ratio, ratio, C] f32
+         (the same buffers as whole blocks: the windows read as views, `reads_views`),
+         kv_state / score_state [N, W] i32 (the d-wide chunk
          of each slot in the state cache), tok [N, W] i32 (its chunk in this call's rows),
          from_state [N, W] f32 (1: the state cache, 0: this call's rows), valid [N, W] f32
          (1 / 0), gamma [1, d] f32, cos [N, R] f32, sin [N, R] f32, swap [R] i32, pick [N] i32,
@@ -310,13 +313,15 @@ def build_pool_kernel(cfg, ratio: int, windows: int, tiling: CompressorTiling = 
     NP = padded_windows(windows, NT)
     C = coff(ratio) * HD
     VIEWS = reads_views(ratio, first_pos, windows, NT)
-    sources = (tok_slots(ratio, seq or W), reads_state(ratio, first_pos), VIEWS and ratio != 4)
+    # the first window tile reads views too where no window is gathered (ratio 128)
+    sources = (tok_slots(ratio, seq or W), reads_state(ratio, first_pos),
+               VIEWS and gathered_windows(ratio, windows, NT, first_pos) == 0)
     SEVERAL = NP > NT  # several window tiles: one write of all their entries after the loop
     # a prefill chunk that reads the state cache (first_pos known): only its first window tile
     # can (a window that reaches before the chunk is one of its first two); the others read
     # this call's rows alone, as views where the chunk starts on a window boundary (ratio 4:
     # the first tile is gathered, its first window's earlier block precedes the chunk)
-    PEEL = first_pos is not None and SEVERAL and (sources[1] or (VIEWS and ratio == 4))
+    PEEL = first_pos is not None and SEVERAL and (sources[1] or (VIEWS and not sources[2]))
     FIRST, rest = (1, (sources[0], False, VIEWS)) if PEEL else (0, sources)
     scale, MT = HD ** -0.5, NT
 

@@ -24,6 +24,12 @@ from typing import Any, Iterator
 import torch
 
 
+def _not_views_of(tensors: list[torch.Tensor], caches: tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
+    """The tensors that are not views of any of `caches` (their own storage): what the host built."""
+    ptrs = {c.untyped_storage().data_ptr() for c in caches}
+    return [t for t in tensors if t.untyped_storage().data_ptr() not in ptrs]
+
+
 @dataclasses.dataclass
 class Launch:
     name: str
@@ -39,9 +45,7 @@ class Launch:
 
     def prepared_bytes(self, *caches: torch.Tensor) -> int:
         """Bytes of the tensor arguments that are not views of `caches`: what the host built."""
-        ptrs = {c.untyped_storage().data_ptr() for c in caches}
-        return sum(t.numel() * t.element_size() for t in self.tensors()
-                   if t.untyped_storage().data_ptr() not in ptrs)
+        return sum(t.numel() * t.element_size() for t in _not_views_of(self.tensors(), caches))
 
 
 @dataclasses.dataclass
@@ -56,23 +60,16 @@ class Watch:
         """Bytes of the launches' tensor arguments that are not views of `caches`, each
         buffer counted once: a buffer one kernel writes and the next reads (an intermediate
         the host allocates) is prepared once, not once per launch that receives it."""
-        ptrs = {c.untyped_storage().data_ptr() for c in caches}
         spans: dict[int, list[tuple[int, int]]] = {}
-        for t in (t for launch in self.launches for t in launch.tensors()):
-            ptr = t.untyped_storage().data_ptr()
-            if ptr not in ptrs:
-                lo = t.storage_offset() * t.element_size()
-                spans.setdefault(ptr, []).append((lo, lo + t.numel() * t.element_size()))
+        for t in _not_views_of([t for launch in self.launches for t in launch.tensors()], caches):
+            lo = t.storage_offset() * t.element_size()
+            spans.setdefault(t.untyped_storage().data_ptr(), []).append((lo, lo + t.numel() * t.element_size()))
         total = 0
         for parts in spans.values():  # the union of each buffer's byte ranges
-            end = None
+            end = 0
             for lo, hi in sorted(parts):
-                if end is None or lo >= end:
-                    total += hi - lo
-                    end = hi
-                elif hi > end:
-                    total += hi - end
-                    end = hi
+                total += max(0, hi - max(lo, end))
+                end = max(end, hi)
         return total
 
 
