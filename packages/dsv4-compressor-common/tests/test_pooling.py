@@ -119,7 +119,7 @@ def _segments_case(N, W, K, C, perturb):
     window (each slot taken from the segment that holds it)."""
     import pypto
 
-    from dsv4_compressor_common.pooling import gated_pool_segments
+    from dsv4_compressor_common.pooling import MASK_BIAS, gated_pool_segments
     from dsv4_core.backends import jit_options
 
     F32, S = pypto.DT_FP32, pypto.STATIC
@@ -131,7 +131,11 @@ def _segments_case(N, W, K, C, perturb):
         pypto.set_vec_tile_shapes(N, W)
         a3 = pypto.reshape(pypto.mul(in_a, 1.0), [N, W, 1])
         b3 = pypto.view(pypto.reshape(pypto.mul(in_b, 1.0), [N, W, 1]), [N, K, 1], [0, W - K, 0])
-        p = gated_pool_segments([(kv_a, sc_a, a3, W), (kv_b, sc_b, b3, K)], channels=C, tile_rows=N, channel_tile=64)
+        pypto.set_vec_tile_shapes(1, W, 64)
+        ab = pypto.mul(pypto.sub(a3, 1.0), MASK_BIAS)  # the masks' biases
+        bb = pypto.mul(pypto.sub(b3, 1.0), MASK_BIAS)
+        p = gated_pool_segments([(kv_a, sc_a, a3, ab, W), (kv_b, sc_b, b3, bb, K)], channels=C, tile_rows=N,
+                                channel_tile=64)
         pypto.set_vec_tile_shapes(N, C)
         out[:] = pypto.mul(p, 1.0)
 
@@ -160,3 +164,18 @@ def test_pypto_segments_match_the_whole_window(perturb):
     rep = compare(out, exact, ref, name="pooled")
     assert rep.ok != perturb, str(rep)
     assert run is not None and run.values
+
+
+def test_slot_masks_are_the_masks_and_their_biases():
+    from dsv4_compressor_common.kernel import slot_masks
+
+    valid = torch.tensor([[1.0, 1.0, 0.0, 1.0], [0.0, 0.0, 0.0, 0.0]])
+    from_state = torch.tensor([[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
+    got = slot_masks(valid, from_state)
+    want = [valid, from_state, torch.tensor([[0.0, 1.0, 0.0, 1.0], [0.0, 0.0, 0.0, 0.0]])]
+    assert len(got) == 6
+    for k, m in enumerate(want):
+        mask, bias = got[2 * k], got[2 * k + 1]
+        assert mask.shape == (2, 4, 1) and mask.dtype == torch.float32 and mask.is_contiguous()
+        assert torch.equal(mask[..., 0], m)
+        assert torch.equal(bias[..., 0], torch.where(m > 0, 0.0, -1e30))

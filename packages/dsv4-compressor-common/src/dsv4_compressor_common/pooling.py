@@ -88,26 +88,35 @@ def gated_pool(kv: torch.Tensor, score: torch.Tensor, valid: torch.Tensor) -> to
     return (p * torch.where(v, kv, torch.zeros_like(kv))).sum(1)
 
 
+def mask_bias(mask: torch.Tensor) -> torch.Tensor:
+    """The additive score mask of a 0 / 1 slot mask: 0 where a slot exists, −`MASK_BIAS` where not."""
+    return (mask - 1.0) * MASK_BIAS
+
+
 def gated_pool_tile(kv, score, valid, *, window: int, channels: int, tile_rows: int, rows=None,
-                    channel_tile: int | None = None):
+                    channel_tile: int | None = None, masks=None):
     """pypto block: pool `tile_rows` windows at once.
 
     kv, score: fp32 [tile_rows, W, C] tiles; valid: fp32 [tile_rows, W] (1.0 slot exists, 0.0
     not); `rows` the number of valid windows in a ragged last tile (a symbolic scalar) or
-    None. Absent slots must hold finite kv / score (the pool kernel selects them to 0 before
-    calling this block): their score is pushed down by 1e30 and their weight multiplied by 0. Returns fp32 [tile_rows, C].
-    Sets its own vector tile shapes: each op's operands stay ≤ `VEC_OPERAND_ELEMS` elements
-    (the unified buffer, `dsv4_core.chip.UB_BYTES`, holds inputs + output)."""
+    None; `masks`: (valid3, bias3) [tile_rows, W, 1] fp32, the mask and its `mask_bias` as
+    the kernel received them (then `valid` is not read: nothing is derived in the kernel, so
+    the pooling tasks wait on no mask task). Absent slots must hold finite kv / score (the
+    pool kernel selects them to 0 before calling this block): their score is pushed down by
+    1e30 and their weight multiplied by 0. Returns fp32 [tile_rows, C]. Sets its own vector
+    tile shapes: each op's operands stay ≤ `VEC_OPERAND_ELEMS` elements (the unified buffer,
+    `dsv4_core.chip.UB_BYTES`, holds inputs + output)."""
     W, C, NT = window, channels, tile_rows
     ct = channel_tile or slot_channels(W, C)
     vs3 = None if rows is None else [rows, W, 1]
     pypto.set_vec_tile_shapes(max(1, min(NT, VEC_OPERAND_ELEMS // W)), W)
-    bias = pypto.mul(pypto.sub(valid, 1.0), MASK_BIAS)
-    if vs3 is None:
-        bias3 = pypto.reshape(bias, [NT, W, 1])
+    if masks is not None:
+        vm3, bias3 = masks
+    elif vs3 is None:
+        bias3 = pypto.reshape(pypto.mul(pypto.sub(valid, 1.0), MASK_BIAS), [NT, W, 1])
         vm3 = pypto.reshape(valid, [NT, W, 1])
     else:
-        bias3 = pypto.reshape(bias, [NT, W, 1], valid_shape=vs3)
+        bias3 = pypto.reshape(pypto.mul(pypto.sub(valid, 1.0), MASK_BIAS), [NT, W, 1], valid_shape=vs3)
         vm3 = pypto.reshape(valid, [NT, W, 1], valid_shape=vs3)
     pypto.set_vec_tile_shapes(1, W, ct)
     s = pypto.add(score, bias3)
@@ -126,13 +135,14 @@ def gated_pool_segments(segments, *, channels: int, tile_rows: int, channel_tile
     """pypto block: `gated_pool_tile` over windows whose slots come in segments, one softmax
     over all of them without concatenating the slots: each segment's max, then the window's;
     each segment's weight sum and weighted kv, added. segments: [(kv, score [tile_rows, w, C]
-    fp32, valid3 [tile_rows, w, 1] fp32 (1.0: the slot is this segment's), w)], every slot
-    finite. Returns fp32 [tile_rows, C]."""
+    fp32, valid3 [tile_rows, w, 1] fp32 (1.0: the slot is this segment's), bias3 (its
+    `mask_bias`, as the kernel received it), w)], every slot finite. Returns fp32
+    [tile_rows, C]."""
     C, NT, ct = channels, tile_rows, channel_tile
     parts = []
-    for kv, score, v3, w in segments:
+    for kv, score, v3, b3, w in segments:
         pypto.set_vec_tile_shapes(1, w, ct)
-        s = pypto.add(score, pypto.mul(pypto.sub(v3, 1.0), MASK_BIAS))
+        s = pypto.add(score, b3)
         parts.append((kv, s, v3, w, pypto.amax(s, 1, keepdim=True)))
     pypto.set_vec_tile_shapes(1, 1, ct)
     m = parts[0][4]

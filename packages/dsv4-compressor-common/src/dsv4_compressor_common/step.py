@@ -18,7 +18,7 @@ from dsv4_rope_tables.pypto_block import swap_index
 
 from .device import KernelMeta, kernel_meta, masked_scatter, rope_on_device, write_tags
 from .hadamard import hadamard_halves
-from .kernel import build_pool_kernel, build_project_kernel, pool_tile, project_tile, rows_buffer
+from .kernel import build_pool_kernel, build_project_kernel, pool_tile, project_tile, rows_buffer, slot_masks
 from .paging import Plan, gather_slots, plan_step, write_caches
 from .pooling import coff
 from .reference import compress_windows, project
@@ -121,7 +121,7 @@ def compute_kernel(cfg: AttentionConfig, meta: KernelMeta, backend: str, x2d, wk
     run(build_pool_kernel(cfg, ratio, N, run_mode=mode, head_dim=HD, rotate=rotate, seq=meta.seq, first_pos=first_pos),
         [state.view(-1, HD), kv_rows.view(-1, HD), score_rows.view(-1, HD), kv_rows.view(-1, ratio, C),
          score_rows.view(-1, ratio, C), m.kv_state, m.score_state, m.tok,
-         m.from_state, m.valid, on_device(norm_weight.float().reshape(1, -1), dev), cos, sin,
+         *slot_masks(m.valid, m.from_state), on_device(norm_weight.float().reshape(1, -1), dev), cos, sin,
          on_device(swap_index(cfg.rope_dim), dev), *had, *writes, out, cmp_kv.view(-1, HD)],
         f"compressor_ratio{ratio}_pool" + ("_rotate" if rotate else ""))
     return StepValues(kv_rows[:T], score_rows[:T], out[:N])

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from dsv4_core.chip import VEC_OPERAND_ELEMS
+from dsv4_core.chip import CUBE_CORES, VEC_OPERAND_ELEMS
+
+from .pooling import coff
 
 
 @dataclasses.dataclass(frozen=True)
@@ -16,13 +18,26 @@ class CompressorTiling:
     cube: tuple = ((128, 128), (128, 1024), (128, 128))  # ([m0, m1], [k0, k1], [n0, n1])
     vec_elems: int = VEC_OPERAND_ELEMS  # elements per vector-tile operand
     nt: int = 32  # windows per pooling iteration
+    k_split: int = 1  # the projection's K as this many partial matmuls (own cube tasks), summed in fp32
+    l1_reuse: int | None = None  # pypto's cube_l1_reuse_setting (1: every output tile its own cube task)
 
 
-def default_tiling(cfg, ratio: int, tokens: int | None = None, windows: int | None = None) -> CompressorTiling:
+def k_split(tasks: int, cores: int = CUBE_CORES) -> int:
+    """1 or 2: the projection's K in two halves (twice the cube tasks, each half as long) where
+    that takes fewer task-lengths of waves over the cube cores (32 tasks on 24 cores: two
+    waves of whole tasks, or three of half tasks); a tie keeps one matmul (no partial sums)."""
+    return 2 if -(-2 * tasks // cores) < 2 * -(-tasks // cores) else 1
+
+
+def default_tiling(cfg, ratio: int, tokens: int | None = None, windows: int | None = None,
+                   head_dim: int | None = None) -> CompressorTiling:
     """Tiles found best under the cost model at FLASH shapes (README, Performance): at decode a
     long K tile, and for the 512-wide (ratio-128) projection 64-wide N tiles so more cube cores
-    get work; for prefill-sized T, 256-token tiles with 256-row, 512-deep cube tiles; pooling
-    tiles of 8 / 16 / 32 windows by window count."""
+    get work; for prefill-sized T, 256-token tiles with 256-row, 512-deep cube tiles, every
+    output tile its own cube task (`l1_reuse` 1: pypto otherwise merges a token tile's column
+    tiles into fewer, longer tasks and the last tile's run alone) and K split in two where
+    that fills the last wave (`k_split`; head_dim: the projection's, the config's by default);
+    pooling tiles of 8 / 16 / 32 windows by window count."""
     k1 = min(1024, cfg.hidden_size)
     n = 64 if (ratio != 4 and tokens is not None and tokens <= 128) else 128
     nt = 32
@@ -31,5 +46,9 @@ def default_tiling(cfg, ratio: int, tokens: int | None = None, windows: int | No
     elif windows is not None and windows <= 64 and ratio == 4:
         nt = 16
     if tokens is not None and tokens >= 512:  # prefill: 256-row cube tiles (fewer, fuller tasks)
-        return CompressorTiling(tt=256, cube=((256, 256), (128, min(512, k1)), (n, n)), nt=nt)
+        tt, C = 256, coff(ratio) * (head_dim or cfg.head_dim)
+        tasks = -(-tokens // tt) * 2 * -(-C // n)  # kv and score, per token tile
+        ks = k_split(tasks) if cfg.hidden_size % 256 == 0 else 1  # halves of whole 128-deep K tiles
+        k0 = min(512, k1, cfg.hidden_size // ks)
+        return CompressorTiling(tt=tt, cube=((tt, tt), (128, k0), (n, n)), nt=nt, k_split=ks, l1_reuse=1)
     return CompressorTiling(tt=128, cube=((128, 128), (128, k1), (n, n)), nt=nt)

@@ -18,6 +18,7 @@ SMALL_CASES = [
     Case("tiny-prefill-T1-start3", TINY, R, (3,), 1),  # one token closes the first window
     Case("tiny-prefill-T130-start125", TINY, R, (125,), 130),  # state page 31 -> 32, cmp page crossings
     Case("tiny-prefill-T600-start5", TINY, R, (5,), 600),  # prefill tiling: 512-token tiles, ragged last
+    Case("tiny-prefill-T512-start4", TINY, R, (4,), 512),  # two 256-token tiles, 32 projection tasks: K in halves
     Case("tiny-prefill-T98-start8", TINY, R, (8,), 98),  # aligned: windows past the first tile read as views
 ]
 

@@ -1,0 +1,35 @@
+"""The projection's build-time tiling (`tiling.default_tiling`): K split in two exactly where
+that fills the last wave of cube tasks, every output tile its own task at prefill, and the
+decode tiling untouched. `tiny-prefill-T512-start4` (dsv4-prefill-compressor-ratio4's small
+golden cases) runs the split kernel on the simulator against the golden."""
+
+from dsv4_compressor_common.tiling import default_tiling, k_split
+from dsv4_core import FLASH, PRO, TINY
+from dsv4_core.chip import CUBE_CORES
+
+
+def test_k_split_fills_the_last_wave():
+    assert CUBE_CORES == 24
+    assert k_split(32) == 2  # 2 waves of whole tasks vs 3 of halves (1.5)
+    assert k_split(12) == 2  # one wave either way, of half tasks
+    for tasks in (16, 24, 48, 64):  # halves take as many task-lengths: keep one matmul
+        assert k_split(tasks) == 1, tasks
+
+
+def test_prefill_tiling_splits_where_the_waves_say():
+    r128 = default_tiling(FLASH, 128, tokens=1024)  # 4 tiles x 2 matmuls x 4 column tiles = 32 tasks
+    assert r128.k_split == 2 and r128.l1_reuse == 1 and r128.tt == 256
+    assert r128.cube[1] == (128, 512)
+    r4 = default_tiling(FLASH, 4, tokens=1024)  # 64 tasks
+    assert r4.k_split == 1 and r4.l1_reuse == 1
+    assert default_tiling(TINY, 4, tokens=512).k_split == 2  # the small golden case that runs it
+    assert default_tiling(TINY, 4, tokens=512).cube[1] == (128, 256)  # K tiles inside a half
+    idx = default_tiling(FLASH, 4, tokens=1024, head_dim=FLASH.index_head_dim)  # 16 tasks: one wave
+    assert idx.k_split == 1
+    assert PRO.hidden_size % 256 == 0 and default_tiling(PRO, 128, tokens=1024).k_split == 2
+
+
+def test_decode_tiling_is_unchanged():
+    for ratio in (4, 128):
+        tl = default_tiling(FLASH, ratio, tokens=128)
+        assert tl.k_split == 1 and tl.l1_reuse is None and tl.tt == 128
