@@ -31,6 +31,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 import traceback
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -326,9 +327,15 @@ def _death(procs: list) -> str:
     """Why a child died, from its exit code: SIGKILL is what the system's out-of-memory killer
     sends (a large case whose simulator outgrew the memory); anything else is a pypto crash.
     A child the out-of-memory killer took may take a while to be reaped (its memory is
-    freed first): waited for up to a minute (5 s left it unknown for a 12 GB child)."""
+    freed first): waited for up to a minute (5 s left it unknown for a 12 GB child). The
+    pool's own manager thread may reap the child at the same moment (its `waitpid` wins and
+    ours returns with no code until it stores the code): the code is polled until it is
+    there, up to the same minute."""
+    deadline = time.monotonic() + 60
     for p in procs:
-        p.join(timeout=60)
+        p.join(timeout=max(0.0, deadline - time.monotonic()))
+    while any(p.exitcode is None for p in procs) and time.monotonic() < deadline:
+        time.sleep(0.05)
     codes = [p.exitcode for p in procs if p.exitcode is not None]
     if -9 in codes:
         return "killed with SIGKILL: most likely out of memory"
