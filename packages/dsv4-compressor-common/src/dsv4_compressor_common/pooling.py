@@ -109,15 +109,17 @@ def gated_pool_tile(kv, score, valid, *, window: int, channels: int, tile_rows: 
     W, C, NT = window, channels, tile_rows
     ct = channel_tile or slot_channels(W, C)
     vs3 = None if rows is None else [rows, W, 1]
-    pypto.set_vec_tile_shapes(max(1, min(NT, VEC_OPERAND_ELEMS // W)), W)
     if masks is not None:
         vm3, bias3 = masks
-    elif vs3 is None:
-        bias3 = pypto.reshape(pypto.mul(pypto.sub(valid, 1.0), MASK_BIAS), [NT, W, 1])
-        vm3 = pypto.reshape(valid, [NT, W, 1])
     else:
-        bias3 = pypto.reshape(pypto.mul(pypto.sub(valid, 1.0), MASK_BIAS), [NT, W, 1], valid_shape=vs3)
-        vm3 = pypto.reshape(valid, [NT, W, 1], valid_shape=vs3)
+        pypto.set_vec_tile_shapes(max(1, min(NT, VEC_OPERAND_ELEMS // W)), W)
+        bias = pypto.mul(pypto.sub(valid, 1.0), MASK_BIAS)
+        if vs3 is None:
+            bias3 = pypto.reshape(bias, [NT, W, 1])
+            vm3 = pypto.reshape(valid, [NT, W, 1])
+        else:
+            bias3 = pypto.reshape(bias, [NT, W, 1], valid_shape=vs3)
+            vm3 = pypto.reshape(valid, [NT, W, 1], valid_shape=vs3)
     pypto.set_vec_tile_shapes(1, W, ct)
     s = pypto.add(score, bias3)
     m = pypto.amax(s, 1, keepdim=True)  # [NT, 1, C]: max over the window's slots
