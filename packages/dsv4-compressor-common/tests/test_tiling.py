@@ -3,6 +3,8 @@ that fills the last wave of cube tasks, every output tile its own task at prefil
 decode tiling untouched. `tiny-prefill-T512-start4` (dsv4-prefill-compressor-ratio4's small
 golden cases) runs the split kernel on the simulator against the golden."""
 
+import pytest
+
 from dsv4_compressor_common.tiling import default_tiling, k_split
 from dsv4_core import FLASH, PRO, TINY
 from dsv4_core.chip import CUBE_CORES
@@ -33,3 +35,15 @@ def test_decode_tiling_is_unchanged():
     for ratio in (4, 128):
         tl = default_tiling(FLASH, ratio, tokens=128)
         assert tl.k_split == 1 and tl.l1_reuse is None and tl.tt == 128
+
+
+def test_query_tiling_takes_the_largest_token_tile_that_divides_the_rows():
+    from dsv4_compressor_common.indexer.host import TOKEN_TILE
+    from dsv4_compressor_common.indexer.kernel import QUERY_TILES, query_tiling
+
+    assert QUERY_TILES[-1] == TOKEN_TILE  # every padded token count has a tile
+    for rows, tt in [(16, 16), (48, 16), (96, 32), (64, 64), (128, 128), (1024, 128), (1040, 16)]:
+        tl = query_tiling(rows)
+        assert (tl.tt, tl.cube[0]) == (tt, (tt, tt))
+    with pytest.raises(ValueError, match="rows: 40 must be a multiple of 16"):
+        query_tiling(40)

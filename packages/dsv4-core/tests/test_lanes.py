@@ -56,3 +56,32 @@ def test_command_prints_summary_and_timeline(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "span 40.0 µs" in out and "cube 100%" in out and "vector 100%" in out
     assert lanes.main([str(tmp_path / "case" / "nothing")]) == 1
+
+
+def test_subgraphs_and_their_ops(tmp_path, capsys):
+    def task(tid, sg, a, b):
+        return {"taskId": tid, "subGraphId": sg, "execStart": int(a * AICORE_MHZ), "execEnd": int(b * AICORE_MHZ)}
+
+    swim = [{"coreType": "AIV", "blockIdx": 0, "tasks": [task(1, 7, 10, 14), task(2, 7, 14, 18)]},
+            {"coreType": "AIC", "blockIdx": 0, "tasks": [task(3, 2, 20, 30)]},
+            {"coreType": "HUB", "blockIdx": 0, "tasks": [task(4, 0, 0, 1)]}]
+    rows = lanes.subgraphs(swim)
+    assert [(r.kind, r.subgraph, r.tasks) for r in rows] == [("vector", 7, 2), ("cube", 2, 1)]
+    assert (rows[0].busy_us, rows[0].start_us, rows[0].end_us) == pytest.approx((8.0, 0.0, 8.0))
+    assert rows[1].task_ids == (3,) and lanes.subgraphs([]) == []
+    run = tmp_path / "output_1"
+    graphs = run / "CostModelSimulationOutput" / "graphs"
+    graphs.mkdir(parents=True)
+    (run / "CostModelSimulationOutput" / "_simulate.swim.json").write_text(json.dumps(swim))
+    (graphs / "leaf_a.dot").write_text('label="leaf hash:11"; label="opcode:MULS"; label="opcode:MULS"; '
+                                       'label="opcode:COPY_IN"')
+    (graphs / "leaf_b.dot").write_text('label="leaf hash:22"; label="opcode:A_MUL_B"')
+    (run / "dyn_topo.txt").write_text("seqNo,taskId,rootIndex,rootHash,opmagic,leafIndex,leafHash,coreType,psgId,"
+                                      "successors\n0,1,0,0,0,0,11,4,0,\n1,2,0,0,0,0,11,4,0,\n2,3,0,0,0,1,22,3,0,\n")
+    ops = lanes.leaf_ops(str(run))
+    assert ops == {1: "2 MULS, 1 COPY_IN", 2: "2 MULS, 1 COPY_IN", 3: "1 A_MUL_B"}
+    assert lanes.leaf_ops(str(tmp_path / "missing")) == {}
+    assert lanes.main([str(tmp_path), "--ops"]) == 0
+    out = capsys.readouterr().out
+    assert "vector subgraph    7:     2 tasks, busy       8.0 µs" in out and "2 MULS, 1 COPY_IN" in out
+    assert "cube   subgraph    2:     1 tasks" in out and "1 A_MUL_B" in out

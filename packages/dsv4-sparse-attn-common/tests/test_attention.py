@@ -20,7 +20,6 @@ from dsv4_sparse_attn_common import (
     run_sparse_attn,
     sparse_attention_exact,
     sparse_attention_reference,
-    widen_swap,
     window_indices,
 )
 
@@ -310,23 +309,22 @@ def test_paged_case_is_the_one_source_case():
     assert (a - b).abs().max() < 1e-12
 
 
-def test_widen_swap_is_identity_on_the_nope_lanes():
-    sw = torch.tensor([1, 0, 3, 2], dtype=torch.int32)
-    assert widen_swap(sw, 7).tolist() == [0, 1, 2, 4, 3, 6, 5]
-
-
-@pytest.mark.parametrize("k", [150, 900])  # one row tile; two row tiles (the unrolled online softmax)
-def test_kernel_block_on_simulator(k):
-    out, _ = sim.isolated(_kernel_case, k)
+# one row tile; two row tiles (the unrolled online softmax); two output tiles of one
+# attention tile each (the second loop iteration writes the output tile's buffer that the
+# first one's projection read)
+@pytest.mark.parametrize("k, out_tiles", [(150, 1), (900, 1), (150, 2)])
+def test_kernel_block_on_simulator(k, out_tiles):
+    out, _ = sim.isolated(_kernel_case, k, out_tiles)
     assert out["ok"], out["report"]
     assert out["masked_row_zero"]
 
 
-def _kernel_case(K: int = 150):
+def _kernel_case(K: int = 150, out_tiles: int = 1):
     cfg = TINY
-    q, kv, rows, sink = _case(T=10, K=K, N=max(500, 2 * K), seed=5)  # T, K not multiples of the tiles
+    T = 10 if out_tiles == 1 else 20  # T, K not multiples of the tiles
+    q, kv, rows, sink = _case(T=T, K=K, N=max(500, 2 * K), seed=5)
     rows[3] = -1
-    cos, sin = rows_at(torch.arange(10) * 977)
+    cos, sin = rows_at(torch.arange(T) * 977)
     g = torch.Generator().manual_seed(3)
     wo_a = (torch.randn(cfg.o_groups, cfg.o_lora_rank, cfg.group_in_dim, generator=g) * cfg.group_in_dim ** -0.5)
     wo_b = torch.randn(cfg.hidden_size, cfg.o_groups * cfg.o_lora_rank, generator=g) * 256 ** -0.5
@@ -334,7 +332,11 @@ def _kernel_case(K: int = 150):
     ki, full = _paged(q, kv, rows, cos, sin)  # every row the case does not select is NaN
     ref = sparse_attention_reference(q, kv, full, sink, cos, sin, wo_a, wo_b, softmax_scale=SCALE)
     ex = sparse_attention_exact(q, kv, full, sink, cos, sin, wo_a, wo_b, softmax_scale=SCALE)
-    out = run_sparse_attn(cfg, "sim", q, ki, sink, wo_a, wo_b)
+    tl = default_tiling(cfg, T, ki.indices.shape[1])  # run_sparse_attn's
+    if out_tiles > 1:  # output tiles of one attention tile: T = 20 → 2 × 16 (padded)
+        tl = dataclasses.replace(tl, to=tl.tt)
+    assert -(-T // tl.to) == out_tiles
+    out = run_sparse_attn(cfg, "sim", q, ki, sink, wo_a, wo_b, tiling=tl)
     rep = compare(out, ex, ref)
     return {"ok": rep.ok and bool(torch.isfinite(out.float()).all()), "report": str(rep),
             "masked_row_zero": bool((out[3].float() == 0).all())}

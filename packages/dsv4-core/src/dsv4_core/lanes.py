@@ -6,14 +6,23 @@ kind of core was busy when. Keep a run's swim lanes with `DSV4_KEEP_SIM=1` (they
 written under `TILE_FWK_OUTPUT_DIR`) and print both:
 
     python -m dsv4_core.lanes DIR [--bin 20]    # a swim-lane JSON, or a directory above kept runs
+    python -m dsv4_core.lanes DIR --ops         # and per subgraph: tasks, busy µs, when, its ops
+
+`subgraphs` groups a run's tasks by the subgraph they execute; `leaf_ops` names each task's
+tile ops from the kept run's leaf graphs (`CostModelSimulationOutput/graphs/*.dot`, matched
+to tasks through `dyn_topo.txt`'s leaf hashes): a task with hundreds of small ops where one
+would do is a tile shape left over from the op before it.
 """
 
 import argparse
+import collections
+import csv
 import dataclasses
 import glob
 import json
 import math
 import os
+import re
 import sys
 
 from .chip import AICORE_MHZ, CUBE_CORES, VECTOR_CORES
@@ -112,6 +121,63 @@ def timeline(swim: list, bin_us: float = 20.0) -> list[tuple[float, float, float
             for i in range(n)]
 
 
+@dataclasses.dataclass(frozen=True)
+class Subgraph:
+    """The tasks of one subgraph on one core kind: how many, their busy µs, first start and
+    last end (µs from the run's first task), and their task ids."""
+
+    kind: str
+    subgraph: int
+    tasks: int
+    busy_us: float
+    start_us: float
+    end_us: float
+    task_ids: tuple
+
+
+def subgraphs(swim: list) -> list[Subgraph]:
+    """A run's cube and vector tasks grouped by (core kind, subgraph id), by first start."""
+    tasks = [(_KINDS[lane["coreType"]], t) for lane in swim if lane.get("coreType") in _KINDS
+             for t in lane.get("tasks", [])]
+    if not tasks:
+        return []
+    t0 = min(t["execStart"] for _, t in tasks) / AICORE_MHZ
+    groups = collections.defaultdict(list)
+    for kind, t in tasks:
+        groups[(kind, t.get("subGraphId", -1))].append(t)
+    rows = []
+    for (kind, sg), ts in groups.items():
+        rows.append(Subgraph(kind, sg, len(ts), sum(t["execEnd"] - t["execStart"] for t in ts) / AICORE_MHZ,
+                             min(t["execStart"] for t in ts) / AICORE_MHZ - t0,
+                             max(t["execEnd"] for t in ts) / AICORE_MHZ - t0,
+                             tuple(t.get("taskId", -1) for t in ts)))
+    return sorted(rows, key=lambda r: (r.start_us, r.kind, r.subgraph))
+
+
+def leaf_ops(run_dir: str, top: int = 8) -> dict:
+    """{task id: its leaf graph's `top` most frequent tile ops, e.g. "19 GATHER, 19 WHERE_TS"}
+    for a kept run (the directory holding `dyn_topo.txt` and `CostModelSimulationOutput`);
+    empty when those files are missing."""
+    ops_by_hash = {}
+    for dot in glob.glob(os.path.join(run_dir, "CostModelSimulationOutput", "graphs", "*.dot")):
+        with open(dot) as fh:
+            text = fh.read()
+        h = re.search(r"hash:(\d+)", text)
+        if h:
+            counts = collections.Counter(re.findall(r"opcode:([A-Z0-9_]+)", text))
+            ops_by_hash[h.group(1)] = ", ".join(f"{n} {op}" for op, n in counts.most_common(top))
+    topo = os.path.join(run_dir, "dyn_topo.txt")
+    if not ops_by_hash or not os.path.isfile(topo):
+        return {}
+    out = {}
+    with open(topo) as fh:
+        for row in csv.DictReader(fh):
+            ops = ops_by_hash.get((row.get("leafHash") or "").strip())
+            if ops:
+                out[int(row["taskId"])] = ops
+    return out
+
+
 def _swim_files(path: str) -> list[str]:
     if os.path.isfile(path):
         return [path]
@@ -122,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m dsv4_core.lanes")
     ap.add_argument("path", help="a swim-lane JSON, or a directory holding kept runs")
     ap.add_argument("--bin", type=float, default=20.0, help="µs per timeline row")
+    ap.add_argument("--ops", action="store_true", help="also each subgraph's tasks, busy µs and tile ops")
     a = ap.parse_args(argv)
     files = _swim_files(a.path)
     if not files:
@@ -135,6 +202,12 @@ def main(argv: list[str] | None = None) -> int:
         for start, cube, vec in timeline(swim, a.bin):
             print(f"  {start:7.0f} µs  cube {cube:4.0%} {'#' * round(cube * 20):<20}  vector {vec:4.0%} "
                   f"{'#' * round(vec * 20)}")
+        if a.ops:
+            ops = leaf_ops(os.path.dirname(os.path.dirname(os.path.abspath(f))))
+            for sg in subgraphs(swim):
+                names = next((ops[t] for t in sg.task_ids if t in ops), "")  # the same leaf for each
+                print(f"  {sg.kind:6} subgraph {sg.subgraph:4}: {sg.tasks:5} tasks, busy {sg.busy_us:9.1f} µs, "
+                      f"{sg.start_us:7.1f}–{sg.end_us:7.1f} µs  {names}")
     return 0
 
 

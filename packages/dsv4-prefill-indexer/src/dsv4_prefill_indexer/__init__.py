@@ -31,7 +31,7 @@ from dsv4_compressor_common.indexer.reference import (
 from dsv4_core import AttentionConfig, resolve_backend
 from dsv4_core.checks import check_same_device, check_tensor
 
-__version__ = "0.1.7"
+__version__ = "0.1.8"
 # ROPE_ABI_CONSUMED: the compressor family's (its kernels and golden do every rotation; it checks the ABI at import)
 
 prefill_indexer_compressor, make_caches = key_functions(__name__, "prefill_indexer_compressor", "prefill")

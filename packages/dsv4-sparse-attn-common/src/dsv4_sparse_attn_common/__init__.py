@@ -64,7 +64,6 @@ from .kernel import (
     step_columns,
     tile_segments,
     token_meta,
-    widen_swap,
     window_layout,
     window_segment,
 )
@@ -77,7 +76,7 @@ from .reference import (
 )
 from .validate import validate_attention_args
 
-__version__ = "0.3.2"
+__version__ = "0.4.0"
 ROPE_ABI_CONSUMED = "dsv4-rope/1"
 require_abi("dsv4-sparse-attn-common", ROPE_ABI_CONSUMED)
 
@@ -88,7 +87,7 @@ __all__ = [
     "decode_golden", "decode_resolved", "default_tiling", "finalize_heads", "grouped_oproj", "index_rows",
     "kv_source", "kv_tile", "pad_rows", "prepare", "resolve", "resolve_rows", "run_sparse_attn",
     "semantic_attention_exact", "sink_softmax_tile", "sparse_attention_exact", "sparse_attention_reference",
-    "traffic", "gathered_bytes", "validate_attention_args", "visible_entries", "visible_entry_columns", "widen_swap",
+    "traffic", "gathered_bytes", "validate_attention_args", "visible_entries", "visible_entry_columns",
     "window_indices", "write_window_cache", "check_window_write", "__version__", "check_positions_shape",
     "decode_kernel_inputs", "index_rows_unchecked", "kernel_inputs", "rope_rows_unchecked", "token_meta",
     "window_rows", "compressed_segment", "fold_segments", "tile_segments", "window_segment",

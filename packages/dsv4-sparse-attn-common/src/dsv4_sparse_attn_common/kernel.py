@@ -315,7 +315,8 @@ def ring_segment(ring, ring_bt, ids, req, meta, *, tt: int, n: int, w: int, d: i
     and selected as `window_segment`'s, a column that reads no ring row → a zero row under
     the −1e30 bias; the step's kv is not gathered for them."""
     ri, fr = _ring_only(ring_bt, ids, req, meta, tt=tt, n=n, w=w)
-    return _select_rows(ring, ri, fr, tt=tt, n=n, d=d, rt=ring_row_tile(n)), _keep_bias(fr)
+    bias = _keep_bias(fr)  # on the index math's [tt, n] tiles (after the select it would take its [1, 16] ones)
+    return _select_rows(ring, ri, fr, tt=tt, n=n, d=d, rt=ring_row_tile(n)), bias
 
 
 def ring_row_tile(n: int) -> int:
@@ -533,7 +534,7 @@ def build_sparse_attn_kernel(cfg, tiling: AttnTiling | None = None, run_mode=Non
         kernel(q [T, H, D] bf16, ring [P·W, D] bf16, step [N, D] bf16,
                [cmp [P2·blk, D] bf16, cmp_bt [B, M] i32,]  ring_bt [B, 1] i32,
                idx [T, K] i32, req [T] i32, meta [T, 8] f32, sink [1, H, 1] f32,
-               cos [T, D] f32, sin [T, D] f32, swap [D] i32, wo_a [G, O, hpg·D] bf16,
+               cos [T, R] f32, sin [T, R] f32, swap [R] i32, wo_a [G·O, hpg·D] bf16,
                wo_b [hidden, G·O] bf16, out [T, hidden] bf16)
 
     ring is the ring cache [P, W, D] viewed as rows, step the step's fresh kv, cmp the
@@ -542,8 +543,8 @@ def build_sparse_attn_kernel(cfg, tiling: AttnTiling | None = None, run_mode=Non
     logical index rows (indexing.py's encoding), req the request of each token and meta
     its `token_meta` row. The kernel resolves logical → physical rows itself
     (`window_segment`, `compressed_segment`). cos / sin / swap are the canonical RoPE rows
-    and pair swap widened to the head (`widen_swap`): cos 1, sin 0 and the identity on the
-    D − R nope lanes. T, P·W, N, P2·blk and B are dynamic, T a multiple of `tiling.to`;
+    of the R rope lanes and their pair swap (`swap_index(R)`); wo_a is [G, O, hpg·D] viewed
+    as rows (`grouped_oproj`). T, P·W, N, P2·blk and B are dynamic, T a multiple of `tiling.to`;
     K = `tiling.nk · tiling.kt`: the kernel is built per index-row width. `run_mode` is a
     pypto run mode (`dsv4_core.backends.run_mode`), None builds for the simulator.
 
@@ -565,6 +566,8 @@ def build_sparse_attn_kernel(cfg, tiling: AttnTiling | None = None, run_mode=Non
     padding after the window), so the tokens' own columns start on a whole tile."""
     tl = tiling or default_tiling(cfg)
     H, D, G, W = cfg.num_heads, cfg.head_dim, cfg.o_groups, cfg.window
+    R = cfg.rope_dim
+    NOPE = D - R
     OR, GIN, DH = cfg.o_lora_rank, cfg.group_in_dim, cfg.hidden_size
     TT, KT, TO, NK = tl.tt, tl.kt, tl.to, tl.nk
     GR = int(group)
@@ -631,27 +634,32 @@ def build_sparse_attn_kernel(cfg, tiling: AttnTiling | None = None, run_mode=Non
             segs.append((*parts_g[0], g))
         return fold_segments(tv[3], segs, state, sink, scale=SCALE, tl=tl, h=H, d=D)
 
-    def finalize(off, state, cos, sin, swap):
-        """bf16(acc / l) of the attention tile at token `off`, RoPE undone: [TT, H, D]."""
+    def finalize(off, state, cos, sin, swap, obuf, row):
+        """bf16(acc / l) of the attention tile at token `off`, RoPE undone on its last R
+        lanes, written to rows [row, row + TT) of the output tile's buffer obuf [TO, H, D]."""
         _, l_st, acc = state
-        pypto.set_vec_tile_shapes(1, tl.hv_o, D)
-        o = to_bf16(pypto.div(acc, l_st))  # [TT, H, D]
-        if inverse_rope:
-            # full-width rows (cos 1, sin 0, identity swap on the nope lanes): the rotation
-            # is exact there, and no lane views / concat round-trip memory
-            ct = pypto.view(cos, [TT, D], [off, 0])
-            st = pypto.view(sin, [TT, D], [off, 0])
-            pypto.set_vec_tile_shapes(TT, D)
-            c3 = pypto.reshape(ct, [TT, 1, D])
-            s3 = pypto.reshape(st, [TT, 1, D])
+        if not inverse_rope or R == 0:
             pypto.set_vec_tile_shapes(1, tl.hv_o, D)
-            o = to_bf16(rope_rotate(pypto.cast(o, F32), c3, s3, swap, inverse=True))
-        return o
+            pypto.assemble(to_bf16(pypto.div(acc, l_st)), [row, 0, 0], obuf)
+            return
+        # the rotation on the R rope lanes only: the nope lanes are bf16(acc / l) as they
+        # are, and cos / sin broadcast over the heads on R lanes, not D
+        if NOPE:
+            pypto.set_vec_tile_shapes(1, tl.hv_o, NOPE)
+            on = to_bf16(pypto.div(pypto.view(acc, [TT, H, NOPE], [0, 0, 0]), l_st))
+            pypto.assemble(on, [row, 0, 0], obuf)
+        ct = pypto.view(cos, [TT, R], [off, 0])
+        st = pypto.view(sin, [TT, R], [off, 0])
+        pypto.set_vec_tile_shapes(TT, R)
+        c3 = pypto.reshape(ct, [TT, 1, R])
+        s3 = pypto.reshape(st, [TT, 1, R])
+        pypto.set_vec_tile_shapes(1, H, R)
+        orr = pypto.cast(to_bf16(pypto.div(pypto.view(acc, [TT, H, R], [0, 0, NOPE]), l_st)), F32)
+        pypto.assemble(to_bf16(rope_rotate(orr, c3, s3, swap, inverse=True)), [row, 0, NOPE], obuf)
 
-    def project(i, parts, wo_a, wo_b, out):
-        """The output tile's grouped projection, written to out."""
-        pypto.set_vec_tile_shapes(1, tl.hv_o, D)
-        o_buf = pypto.concat(parts, 0) if len(parts) > 1 else parts[0]  # [TO, H, D]
+    def project(i, o_buf, wo_a, wo_b, out):
+        """The output tile's grouped projection of its attention outputs o_buf [TO, H, D],
+        written to out."""
         # grouped output projection once per TO tokens: the weights are read n / TO times
         y = grouped_oproj(o_buf, wo_a, wo_b, tl=tl, tt=TO, g=G, o_rank=OR, gin=GIN)
         pypto.set_vec_tile_shapes(min(TO, 16), min(DH, 1024))
@@ -693,15 +701,15 @@ def build_sparse_attn_kernel(cfg, tiling: AttnTiling | None = None, run_mode=Non
         # attention tiles and their NK row tiles are unrolled here (a pypto.loop per tile
         # serialised them: 5–8 % of the ceiling), and the scheduler overlaps them
         for i in pypto.loop(n // TO, name="o_tiles", idx_name="i"):
+            obuf = pypto.tensor([TO, H, D], BF16)  # the TO // TT tiles' attention outputs, RoPE undone
             if not LOOP:
-                parts = []  # attention outputs of the TO // TT tiles, RoPE undone, bf16 [TT, H, D]
                 for u in range(TO // TT):
                     tv = tile_views(q, req, meta, greq, gmeta, i, u)
                     state = None
                     for j in range(NK):
                         state = fold_tile(tv, tile_segments(j, KT, WS, compressed, TAIL), state, *cache)
-                    parts.append(finalize(tv[0], state, cos, sin, swap))
-                project(i, parts, wo_a, wo_b, out)
+                    finalize(tv[0], state, cos, sin, swap, obuf, u * TT)
+                project(i, obuf, wo_a, wo_b, out)
                 continue
             # long rows (`looped_row_tiles`): the first NK − NL row tiles (those with window
             # columns) unrolled, the compressed-only ones in a loop whose iterations carry
@@ -719,8 +727,9 @@ def build_sparse_attn_kernel(cfg, tiling: AttnTiling | None = None, run_mode=Non
                 for tv, c in zip(tvs, carried):
                     state = fold_tile(tv, [("c", (NK - NL + jj) * KT, KT)], load_state(c), *cache)
                     store_state(state, c)
-            parts = [finalize(tv[0], load_state(c), cos, sin, swap) for tv, c in zip(tvs, carried)]
-            project(i, parts, wo_a, wo_b, out)
+            for u, (tv, c) in enumerate(zip(tvs, carried)):
+                finalize(tv[0], load_state(c), cos, sin, swap, obuf, u * TT)
+            project(i, obuf, wo_a, wo_b, out)
 
     if compressed:
         @pypto.frontend.jit(runtime_options=backends.jit_options(run_mode), pass_options=passes)
@@ -728,8 +737,8 @@ def build_sparse_attn_kernel(cfg, tiling: AttnTiling | None = None, run_mode=Non
                         cmp: Tn([DYN, D], BF16), cmp_bt: Tn([DYN, MW], I32), ring_bt: Tn([DYN, 1], I32),
                         idx: Tn([DYN, NK * KT], I32), req: Tn([DYN], I32), meta: Tn([DYN, META_COLS], F32),
                         gidx: Tn([DYN, NK * KT], I32), greq: Tn([DYN], I32), gmeta: Tn([DYN, META_COLS], F32),
-                        sink: Tn([1, H, 1], F32), cos: Tn([DYN, D], F32), sin: Tn([DYN, D], F32),
-                        swap: Tn([D], I32), wo_a: Tn([G, OR, GIN], BF16), wo_b: Tn([DH, G * OR], BF16),
+                        sink: Tn([1, H, 1], F32), cos: Tn([DYN, R], F32), sin: Tn([DYN, R], F32),
+                        swap: Tn([R], I32), wo_a: Tn([G * OR, GIN], BF16), wo_b: Tn([DH, G * OR], BF16),
                         out: Tn([DYN, DH], BF16)):
             body(q, ring, step, cmp, cmp_bt, ring_bt, idx, req, meta, gidx, greq, gmeta, sink, cos, sin, swap, wo_a,
                  wo_b, out)
@@ -738,8 +747,8 @@ def build_sparse_attn_kernel(cfg, tiling: AttnTiling | None = None, run_mode=Non
         def sparse_attn(q: Tn([DYN, GR * H, D], BF16), ring: Tn([DYN, D], BF16), step: Tn([DYN, D], BF16),
                         ring_bt: Tn([DYN, 1], I32), idx: Tn([DYN, NK * KT], I32), req: Tn([DYN], I32),
                         meta: Tn([DYN, META_COLS], F32), gidx: Tn([DYN, NK * KT], I32), greq: Tn([DYN], I32),
-                        gmeta: Tn([DYN, META_COLS], F32), sink: Tn([1, H, 1], F32), cos: Tn([DYN, D], F32),
-                        sin: Tn([DYN, D], F32), swap: Tn([D], I32), wo_a: Tn([G, OR, GIN], BF16),
+                        gmeta: Tn([DYN, META_COLS], F32), sink: Tn([1, H, 1], F32), cos: Tn([DYN, R], F32),
+                        sin: Tn([DYN, R], F32), swap: Tn([R], I32), wo_a: Tn([G * OR, GIN], BF16),
                         wo_b: Tn([DH, G * OR], BF16), out: Tn([DYN, DH], BF16)):
             body(q, ring, step, None, None, ring_bt, idx, req, meta, gidx, greq, gmeta, sink, cos, sin, swap, wo_a,
                  wo_b, out)
@@ -748,27 +757,23 @@ def build_sparse_attn_kernel(cfg, tiling: AttnTiling | None = None, run_mode=Non
 
 
 def grouped_oproj(o, wo_a, wo_b, *, tl: AttnTiling, tt: int, g: int, o_rank: int, gin: int):
-    """o [tt, H, D] bf16 → heads in contiguous groups [G, tt, hpg·D] → one batched matmul with
-    wo_a [G, O, hpg·D] (b transposed) → bf16 o_r [tt, G·O] → o_r · wo_bᵀ → bf16 [tt, hidden]."""
+    """o [tt, H, D] bf16 → G per-group matmuls, group k's heads [tt, hpg·D] (a column block of
+    o viewed [tt, H·D]) with wo_a's rows [k·O, (k + 1)·O) of [G·O, hpg·D] (b transposed),
+    each written to its column block of o_r [tt, G·O] bf16 → o_r · wo_bᵀ → bf16 [tt, hidden].
+    No transpose: the groups are column blocks on both sides."""
     BF16 = pypto.DT_BF16
     OR, GIN = o_rank, gin
     pypto.set_vec_tile_shapes(1, 1, min(GIN, 4096))
-    og = pypto.reshape(o, [tt, g, GIN])
-    ot = pypto.transpose(og, 0, 1)  # [G, tt, GIN]
+    o2 = pypto.reshape(o, [tt, g * GIN])
+    y = pypto.tensor([tt, g * OR], BF16)
     pypto.set_cube_tile_shapes(*[list(t) for t in tl.cube_oa])
-    yg = pypto.matmul(ot, wo_a, BF16, b_trans=True)  # [G, tt, O]
-    pypto.set_vec_tile_shapes(1, min(tt, 16), min(OR, 1024))
-    y = pypto.reshape(pypto.transpose(yg, 0, 1), [tt, g * OR])
+    for k in range(g):
+        yk = pypto.matmul(pypto.view(o2, [tt, GIN], [0, k * GIN]), pypto.view(wo_a, [OR, GIN], [k * OR, 0]),
+                          BF16, b_trans=True)
+        pypto.set_vec_tile_shapes(min(tt, 16), min(OR, 1024))
+        pypto.assemble(yk, [0, k * OR], y)
     pypto.set_cube_tile_shapes(*[list(t) for t in tl.cube_ob])
     return pypto.matmul(y, wo_b, BF16, b_trans=True)
-
-
-def widen_swap(swap_idx: torch.Tensor, head_dim: int) -> torch.Tensor:
-    """The kernel's pair swap over the whole head: identity on the first D − R (nope) lanes,
-    the RoPE block's `swap_index(R)` shifted onto the last R lanes."""
-    R = swap_idx.numel()
-    nope = head_dim - R
-    return torch.cat([torch.arange(nope, dtype=torch.int32), swap_idx.to(torch.int32) + nope])
 
 
 class KernelInputs(NamedTuple):
@@ -864,10 +869,9 @@ def run_sparse_attn(cfg, backend: str, q, ki: KernelInputs, sink, wo_a, wo_b, *,
     else:
         qp = torch.zeros(Tp, H, D, dtype=torch.bfloat16, device=dev)
         qp[:T] = q
-    cp = torch.ones(Tp, D, dtype=torch.float32, device=dev)
-    spd = torch.zeros(Tp, D, dtype=torch.float32, device=dev)
-    cp[:T, D - R:], spd[:T, D - R:] = ki.cos, ki.sin
-    swap_full = widen_swap(swap_index(R), D)
+    cp = torch.ones(Tp, R, dtype=torch.float32, device=dev)
+    spd = torch.zeros(Tp, R, dtype=torch.float32, device=dev)
+    cp[:T], spd[:T] = ki.cos, ki.sin
     req, meta = token_meta(ki, Tp, dev)
     g = ki.group
     idx = idx.contiguous()
@@ -881,7 +885,8 @@ def run_sparse_attn(cfg, backend: str, q, ki: KernelInputs, sink, wo_a, wo_b, *,
         blk, mw = ki.cmp_kv.shape[1], cbt.shape[1]
         head += [_rows_of(ki.cmp_kv), _int32(cbt).contiguous()]
     args = head + [_int32(ki.block_table).reshape(-1, 1), idx, req, meta, *gx,
-                   sink.float().reshape(1, H, 1).contiguous(), cp, spd, on_device(swap_full, dev), wo_a.contiguous(),
+                   sink.float().reshape(1, H, 1).contiguous(), cp, spd, on_device(swap_index(R), dev),
+                   wo_a.reshape(-1, wo_a.shape[-1]).contiguous(),
                    wo_b.contiguous(), out]
 
     kernel = build_sparse_attn_kernel(cfg, tl, backends.run_mode(backend), inverse_rope=inverse_rope,

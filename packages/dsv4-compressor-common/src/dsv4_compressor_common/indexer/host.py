@@ -20,7 +20,7 @@ from dsv4_rope_tables import frequencies, profile_for_ratio, rope_rows
 from ..hadamard import hadamard_halves
 from .reference import RATIO
 
-TOKEN_TILE = 16  # the query kernel's token tile; every token count is padded to it
+TOKEN_TILE = 16  # every token count is padded to it (the query kernel's smallest token tile, `query_tiling`)
 INVALID_PAGE_BASE = 3.0e38  # page_base of a −1 / out-of-range page: no column is below it
 # The cost model under-prices index_select (PYPTO_ON_CPU.md: 3.2× the copy ceiling, whatever
 # the source): the score kernel's gathered key rows are charged on top of its modelled time,
@@ -141,7 +141,7 @@ def run_queries(cfg, backend: str, x, qr, wq_b, weights_proj, cos, sin, rows: in
     from dsv4_core.backends import run_mode
     from dsv4_rope_tables.pypto_block import swap_index
 
-    from .kernel import build_query_kernel
+    from .kernel import build_query_kernel, query_tiling
 
     H, D, R = cfg.index_num_heads, cfg.index_head_dim, cfg.rope_dim
     dev = qr.device
@@ -150,7 +150,7 @@ def run_queries(cfg, backend: str, x, qr, wq_b, weights_proj, cos, sin, rows: in
     w = torch.empty(rows, H, dtype=torch.float32, device=dev)
     args = [_pad_rows(qr, rows), wq_b.contiguous(), _pad_rows(x, rows), weights_proj.contiguous(),
             _pad_rows(cos, rows), _pad_rows(sin, rows), on_device(swap_index(R), dev), had_nope, had_rope, q, w]
-    launch(build_query_kernel(cfg, run_mode(backend)), args, backend, "index_query", values)
+    launch(build_query_kernel(cfg, run_mode(backend), query_tiling(rows)), args, backend, "index_query", values)
     return q, w
 
 
