@@ -79,10 +79,12 @@ def test_tags_written_in_place_only_where_a_row_exists():
     assert tags.data_ptr() == ptr and torch.equal(tags.view(-1), want)
 
 
-@pytest.mark.parametrize("rows", [[5, -1, 7, 2, -1], [-1, -1, -1, -1, 3], [-1] * 5, [4, 0, 9]])
+@pytest.mark.parametrize("rows", [[5, -1, 7, 2, -1], [-1, -1, -1, -1, 3], [-1] * 5, [4, 0, 9], [5, 1, 7, 2],
+                                  [5, 1, 7, 2, 8, -1, 3]])
 def test_masked_scatter_writes_exactly_the_rows_that_have_a_destination(rows):
-    """Applied as the kernels apply it (tile by tile, skipped tiles write nothing), the scatter
-    writes each row with a destination there, and nothing else anywhere."""
+    """Applied as the kernels apply it (tile by tile: a tile whose every row has a destination
+    written straight, others through `pick`, skipped tiles write nothing), the scatter writes
+    each row with a destination there, and nothing else anywhere."""
     tile = 4
     r = torch.tensor(rows)
     pick, dst, anyr = masked_scatter(r, tile)
@@ -90,7 +92,11 @@ def test_masked_scatter_writes_exactly_the_rows_that_have_a_destination(rows):
     src_pad = torch.cat([src, torch.full((pick.numel() - len(rows), 3), float("nan"))])
     out = torch.zeros(10, 3)
     for i in range(dst.shape[0]):
-        if anyr[i]:
+        tile_rows = torch.cat([r, r.new_full((pick.numel() - len(rows),), -1)])[i * tile:(i + 1) * tile]
+        assert int(anyr[i]) == int((tile_rows >= 0).any()) + int((tile_rows >= 0).all())
+        if anyr[i] > 1:  # straight from the tile's rows
+            out[dst[i]] = src_pad[i * tile:(i + 1) * tile]
+        elif anyr[i]:
             picked = src_pad[i * tile + pick[i * tile:(i + 1) * tile].long()]
             assert not torch.isnan(picked).any()  # padding is never picked
             out[dst[i]] = picked

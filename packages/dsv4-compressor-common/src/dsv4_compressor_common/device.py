@@ -151,7 +151,8 @@ def masked_scatter(rows: torch.Tensor, tile: int) -> tuple[torch.Tensor, torch.T
     """A kernel's tile-wise scatter of N rows to `rows [N]` (−1: no write), padded to whole
     tiles: (pick [N'] int32 — the row of its tile each entry writes: itself, or for −1 the
     tile's first row that has a destination —, dst [N' / tile, tile] int64 — the destination
-    of each picked row —, any [N' / tile] int32 — 1 when the tile writes anything)."""
+    of each picked row —, any [N' / tile] int32 — 0: the tile writes nothing, 1: some of its
+    rows, 2: every row, `pick` then the identity)."""
     n = rows.numel()
     n_pad = max(1, -(-n // tile)) * tile
     r = torch.cat([rows.reshape(-1).to(torch.int64), rows.new_full((n_pad - n,), -1).to(torch.int64)])
@@ -161,7 +162,7 @@ def masked_scatter(rows: torch.Tensor, tile: int) -> tuple[torch.Tensor, torch.T
     local = torch.arange(tile, device=rows.device, dtype=torch.int64)[None, :].expand_as(r)
     pick = torch.where(ok, local, first.expand_as(r))
     dst = torch.gather(r, 1, pick).clamp(min=0)
-    return pick.reshape(-1).to(torch.int32), dst.contiguous(), ok.any(1).to(torch.int32)
+    return pick.reshape(-1).to(torch.int32), dst.contiguous(), ok.any(1).to(torch.int32) + ok.all(1).to(torch.int32)
 
 
 def rope_on_device(cfg, ratio: int, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

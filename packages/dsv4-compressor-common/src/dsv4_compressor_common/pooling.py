@@ -57,6 +57,13 @@ def slot_channels(window: int, channels: int) -> int:
     return min(channels, max(64, VEC_OPERAND_ELEMS // window))
 
 
+def slot_rows(window: int, channels: int) -> int:
+    """Windows per [rows, window, channel] pooling tile (`slot_channels` wide): as many as keep
+    each operand within `VEC_OPERAND_ELEMS`, so a window tile pools in as few vector tasks
+    as its operands allow; 1 for windows of 64 slots and more."""
+    return max(1, VEC_OPERAND_ELEMS // (window * slot_channels(window, channels)))
+
+
 def window_positions(closing: torch.Tensor, ratio: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Slot positions and halves of the windows closing at `closing [N]` ((p*+1) % ratio == 0).
 
@@ -108,6 +115,7 @@ def gated_pool_tile(kv, score, valid, *, window: int, channels: int, tile_rows: 
     `dsv4_core.chip.UB_BYTES`, holds inputs + output)."""
     W, C, NT = window, channels, tile_rows
     ct = channel_tile or slot_channels(W, C)
+    wr = max(1, min(NT, VEC_OPERAND_ELEMS // (W * ct)))  # windows per tile (`slot_rows`)
     vs3 = None if rows is None else [rows, W, 1]
     if masks is not None:
         vm3, bias3 = masks
@@ -120,13 +128,13 @@ def gated_pool_tile(kv, score, valid, *, window: int, channels: int, tile_rows: 
         else:
             bias3 = pypto.reshape(bias, [NT, W, 1], valid_shape=vs3)
             vm3 = pypto.reshape(valid, [NT, W, 1], valid_shape=vs3)
-    pypto.set_vec_tile_shapes(1, W, ct)
+    pypto.set_vec_tile_shapes(wr, W, ct)
     s = pypto.add(score, bias3)
     m = pypto.amax(s, 1, keepdim=True)  # [NT, 1, C]: max over the window's slots
     e = pypto.mul(pypto.exp(pypto.sub(s, m)), vm3)  # absent slots -> exactly 0
     den = pypto.maximum(pypto.sum(e, 1, keepdim=True), 1e-30)  # all-absent window -> 0
     num = pypto.sum(pypto.mul(e, kv), 1, keepdim=True)
-    pypto.set_vec_tile_shapes(1, 1, ct)
+    pypto.set_vec_tile_shapes(wr, 1, ct)
     pooled = pypto.div(num, den)
     if rows is None:
         return pypto.reshape(pooled, [NT, C])
