@@ -144,7 +144,8 @@ def _slot_tile(src_state, src_tok, idx_state, idx_tok, fs3, valid3, geo, sources
     position): the state cache is not read at all."""
     W, HD, NT = geo[0], geo[1], geo[4]
     K, read_state = sources
-    ct, wr = slot_channels(W, HD), min(NT, slot_rows(W, HD))
+    ct = slot_channels(W, HD)
+    wr = slot_rows(W, ct, NT)
     pypto.set_vec_tile_shapes(wr, W, ct)
     if not read_state:  # every slot that exists is one of this call's positions
         return pypto.where(pypto.greater(valid3, 0.5), pypto.index_select(src_tok, 0, idx_tok), 0.0)
@@ -260,7 +261,8 @@ def _view_slots(blocks, off, geo):
     k's (the back halves at ratio 4), after block k − 1's front halves at ratio 4. Nothing is
     gathered; ratio 4 concatenates the two halves (a copy of the tile, as `_slot_tile`)."""
     W, HD, NT = geo[0], geo[1], geo[4]
-    ct, wr = slot_channels(W, HD), min(NT, slot_rows(W, HD))
+    ct = slot_channels(W, HD)
+    wr = slot_rows(W, ct, NT)
     if W < SEGMENTS_MIN_WINDOW:  # ratio 4: W = 2 · ratio, two halves
         r = W // 2
         pypto.set_vec_tile_shapes(wr, r, ct)
@@ -282,7 +284,8 @@ def _pool_tile(state, kv_rows, score_rows, kv_blk, score_blk, kv_state, score_st
     NOPE = HD - R
     pypto.set_vec_tile_shapes(max(1, min(NT, VEC_OPERAND_ELEMS // W)), W)
     idx = [pypto.view(t, [NT, W], [off, 0]) for t in (kv_state, score_state, tok)]
-    pypto.set_vec_tile_shapes(min(NT, slot_rows(W, HD)), W, slot_channels(W, HD))
+    ct = slot_channels(W, HD)
+    pypto.set_vec_tile_shapes(slot_rows(W, ct, NT), W, ct)
     mk = [pypto.view(t, [NT, W, 1], [off, 0, 0]) for t in masks]  # `slot_masks`, this tile's windows
     K, read_state, views = sources
     if views:
@@ -290,7 +293,7 @@ def _pool_tile(state, kv_rows, score_rows, kv_blk, score_blk, kv_state, score_st
                                  channels=HD, tile_rows=NT, masks=mk[:2])
     elif read_state and K < W and W >= SEGMENTS_MIN_WINDOW:
         pooled = gated_pool_segments(_slot_segments(state, kv_rows, score_rows, idx, mk, geo, K), channels=HD,
-                                     tile_rows=NT, channel_tile=slot_channels(W, HD))
+                                     tile_rows=NT, channel_tile=ct)
     else:
         kv = _slot_tile(state, kv_rows, idx[0], idx[2], mk[2], mk[0], geo, sources[:2])
         sc = _slot_tile(state, score_rows, idx[1], idx[2], mk[2], mk[0], geo, sources[:2])
@@ -356,7 +359,7 @@ def build_pool_kernel(cfg, ratio: int, windows: int, tiling: CompressorTiling = 
     rows_hd = max(1, min(NT, tl.vec_elems // HD))  # [rows, hd] vector tiles stay ≤ vec_elems
     rows_r = max(1, min(NT, tl.vec_elems // R))
     if slot_channels(W, HD) == HD:  # a slot tile holds whole windows: their norm and RoPE
-        wr = min(NT, slot_rows(W, HD))  # run in the same task as their pooling, no fan-in
+        wr = slot_rows(W, HD, NT)  # run in the same task as their pooling, no fan-in
         geo = (W, HD, R, EPS, NT, wr, wr)
     else:
         geo = (W, HD, R, EPS, NT, rows_hd, rows_r)

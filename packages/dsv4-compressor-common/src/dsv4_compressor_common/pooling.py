@@ -57,11 +57,12 @@ def slot_channels(window: int, channels: int) -> int:
     return min(channels, max(64, VEC_OPERAND_ELEMS // window))
 
 
-def slot_rows(window: int, channels: int) -> int:
-    """Windows per [rows, window, channel] pooling tile (`slot_channels` wide): as many as keep
-    each operand within `VEC_OPERAND_ELEMS`, so a window tile pools in as few vector tasks
-    as its operands allow; 1 for windows of 64 slots and more."""
-    return max(1, VEC_OPERAND_ELEMS // (window * slot_channels(window, channels)))
+def slot_rows(window: int, channel_tile: int, tile_rows: int) -> int:
+    """Windows per [rows, window, channel_tile] pooling tile, at most a window tile's
+    `tile_rows`: as many as keep each operand within `VEC_OPERAND_ELEMS`, so a window tile
+    pools in as few vector tasks as its operands allow; 1 for windows of 64 slots and more
+    (`slot_channels` wide)."""
+    return max(1, min(tile_rows, VEC_OPERAND_ELEMS // (window * channel_tile)))
 
 
 def window_positions(closing: torch.Tensor, ratio: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -115,7 +116,7 @@ def gated_pool_tile(kv, score, valid, *, window: int, channels: int, tile_rows: 
     `dsv4_core.chip.UB_BYTES`, holds inputs + output)."""
     W, C, NT = window, channels, tile_rows
     ct = channel_tile or slot_channels(W, C)
-    wr = max(1, min(NT, VEC_OPERAND_ELEMS // (W * ct)))  # windows per tile (`slot_rows`)
+    wr = slot_rows(W, ct, NT)
     vs3 = None if rows is None else [rows, W, 1]
     if masks is not None:
         vm3, bias3 = masks
