@@ -46,9 +46,11 @@ def _wheel(name: str) -> str:
     return str(whl)
 
 
-# the tests run on every core (most of them are simulator runs in child processes)
+# the tests run on every core (most of them are simulator runs in child processes); tests that
+# share an expensive class-scoped fixture carry one `xdist_group` and run on one worker
 PYTEST = ("pytest==9.0.3", "pytest-xdist==3.8.0")
-PYTEST_ARGS = ("-q", "-p", "no:cacheprovider", "-n", os.environ.get("DSV4_TEST_WORKERS", "auto"))
+PYTEST_ARGS = ("-q", "-p", "no:cacheprovider", "-n", os.environ.get("DSV4_TEST_WORKERS", "auto"),
+               "--dist", "loadgroup")
 # dsv4-core's `sim` extra: what pypto's simulator tooling needs (every session runs the simulator)
 EXTRAS = {"dsv4-core": "[sim]"}
 

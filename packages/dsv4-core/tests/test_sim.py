@@ -33,6 +33,22 @@ def test_selftest_gives_known_numbers():
     assert 0 < ln.busy("vector") <= 1
 
 
+def _sources_shared():
+    """After a run: each function's and class's source is parsed once per process."""
+    import pypto
+    from pypto.frontend.parser.diagnostics import Source
+
+    sim.selftest()
+    a, b = Source(sim.selftest), Source(sim.selftest)
+    t1, t2 = Source(pypto.Tensor), Source(pypto.Tensor)
+    return a.tree is b.tree and a.source_name == b.source_name and t1.tree is t2.tree, a.tree.name
+
+
+def test_parsed_sources_are_shared_within_a_process():
+    (shared, name), _ = sim.isolated(_sources_shared)
+    assert shared and name == "selftest"
+
+
 def _die(how):
     import os
     import signal

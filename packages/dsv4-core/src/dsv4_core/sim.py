@@ -5,8 +5,10 @@ values come from its pass-verify interpreter ("calculator", a torch C++ library 
 builds at run time). Without CANN the frontend hands the interpreter zero-filled copies
 of the inputs; `_install_input_hook` rebinds one 0.2.0 internal so the interpreter sees the
 real CPU tensors, and pypto then copies the interpreted results back into the kernel's
-output tensors. That is the only place this package touches pypto internals, and
-`selftest()` checks it still gives known numbers.
+output tensors. `selftest()` checks it still gives known numbers. The one other touch is
+`_share_parsed_sources`: the frontend parses each kernel function's source once per process
+instead of at every site that inlines it (host build time only; the kernel, its values and
+its cost-model time are the same).
 
 - The calculator library is built once per (pypto, torch) pair into a cache directory
   (`$DSV4_PTO_CACHE`, default `~/.cache/dsv4-kernels`) under a file lock.
@@ -130,6 +132,39 @@ def _skip_function_graphs() -> None:
     _state["graphs_off"] = True
 
 
+def _share_parsed_sources() -> None:
+    """pypto 0.2.0's frontend builds a `Source` (inspect.getsourcelines, ast.parse, line
+    renumbering) of a function at every call site it inlines: dozens per kernel build, about
+    half of a small kernel's build time (most of them of the class `pypto.Tensor`, whose
+    source is looked up in its module at every tensor constructed). The parser only reads
+    the tree, so each (file name, tree) is kept per process, keyed by a function's code
+    object or a class itself."""
+    if _state.get("sources"):
+        return
+    from pypto.frontend.parser import diagnostics
+
+    src = getattr(diagnostics, "Source", None)
+    if src is None or getattr(src, "_dsv4_shared", False):
+        _state["sources"] = True
+        return
+    build = src.__init__
+    parsed: dict = {}
+
+    def __init__(self, program):
+        key = getattr(program, "__code__", None) or (program if isinstance(program, type) else None)
+        hit = parsed.get(key) if key is not None else None
+        if hit is None:
+            build(self, program)
+            if key is not None and set(vars(self)) == {"source_name", "tree"}:
+                parsed[key] = (self.source_name, self.tree)
+            return
+        self.source_name, self.tree = hit
+
+    src.__init__ = __init__
+    src._dsv4_shared = True
+    _state["sources"] = True
+
+
 def _install_input_hook() -> None:
     if _state["hooked"]:
         return
@@ -221,6 +256,7 @@ def run(kernel: Callable, args: Sequence[Any], *, name: str = "kernel", values: 
     root = _artefact_root()
     _skip_swim_lane_scripts(root)
     _skip_function_graphs()
+    _share_parsed_sources()
     vdir = None
     if values:
         _install_input_hook()

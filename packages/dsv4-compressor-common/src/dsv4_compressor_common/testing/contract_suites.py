@@ -130,6 +130,13 @@ class ContractSuite:
     scenario: Case | None = None  # a scenario of its own (the key compressor's)
     rotate: bool = False
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A bound suite's tests share one xdist worker (`--dist loadgroup`), so its class-scoped
+        `values` (four simulator calls) runs once, not once per worker."""
+        super().__init_subclass__(**kwargs)
+        cls.pytestmark = [*cls.__dict__.get("pytestmark", []),
+                          pytest.mark.xdist_group(f"{cls.__module__}.{cls.__qualname__}")]
+
     @pytest.fixture(scope="class")
     @classmethod
     def case(cls) -> Case:
