@@ -1,13 +1,15 @@
 """The projection's build-time tiling (`tiling.default_tiling`): K split in two exactly where
-that fills the last wave of cube tasks, every output tile its own task at prefill, and the
-decode tiling untouched. `tiny-prefill-T512-start4` (dsv4-prefill-compressor-ratio4's small
-golden cases) runs the split kernel on the simulator against the golden."""
+that fills the last wave of cube tasks, every output tile its own task at prefill, and at
+decode the narrowest column tiles that keep one wave. `tiny-prefill-T512-start4`
+(dsv4-prefill-compressor-ratio4's small golden cases) runs the split kernel on the simulator
+against the golden."""
 
 import pytest
 
-from dsv4_compressor_common.tiling import default_tiling, k_split
+from dsv4_compressor_common.pooling import coff
+from dsv4_compressor_common.tiling import decode_columns, default_tiling, k_split
 from dsv4_core import FLASH, PRO, TINY
-from dsv4_core.chip import CUBE_CORES
+from dsv4_core.chip import CUBE_CORES, VEC_OPERAND_ELEMS
 
 
 def test_k_split_fills_the_last_wave():
@@ -31,10 +33,15 @@ def test_prefill_tiling_splits_where_the_waves_say():
     assert PRO.hidden_size % 256 == 0 and default_tiling(PRO, 128, tokens=1024).k_split == 2
 
 
-def test_decode_tiling_is_unchanged():
-    for ratio in (4, 128):
+def test_decode_tiling_fills_one_wave_of_cube_tasks():
+    for ratio, n in ((4, 96), (128, 64)):  # 1024 / 512 columns: 22 / 16 tasks on 24 cores
         tl = default_tiling(FLASH, ratio, tokens=128)
         assert tl.k_split == 1 and tl.l1_reuse is None and tl.tt == 128
+        assert tl.cube == ((128, 128), (256, 1024), (n, n)) and tl.vec_elems == 2 * VEC_OPERAND_ELEMS
+        assert 2 * -(-coff(ratio) * FLASH.head_dim // n) <= CUBE_CORES
+    assert decode_columns(1024, 128) == 96 and decode_columns(512, 128) == 64
+    assert decode_columns(256, 128) == 32  # the index keys' projection: 16 tasks
+    assert decode_columns(8192, 128) == 128  # more columns than one wave can hold: the widest
 
 
 def test_query_tiling_takes_the_largest_token_tile_that_divides_the_rows():

@@ -48,8 +48,9 @@ class KernelMeta:
     valid: torch.Tensor  # [N, W] f32 1: the slot exists
     rope_pos: torch.Tensor  # [N] int64 each window's first position (RoPE), 0 for none
     cmp_rows: torch.Tensor  # [N] int32 flat cmp_kv row, −1: no write
-    slot_row: torch.Tensor  # [N, W] int64 flat state row of each slot read from the state cache, −1: none
+    slot_row: torch.Tensor  # [N, W] int64 flat state row of each slot that has one (this call's too), −1: none
     slot_pos: torch.Tensor  # [N, W] int64 the position each slot needs
+    state_first: torch.Tensor | None = None  # [1] int32 (`tag_checked`): 1 where every slot is in the state cache
 
     def padded(self, tile: int) -> KernelMeta:
         """N padded to a multiple of `tile` with windows that have no slot and no cmp row."""
@@ -76,8 +77,15 @@ class KernelMeta:
         refuses) carries its new position and is dropped too. O(N·W) tags gathered on their
         device, nothing read back."""
         held = state_pos.view(-1)[self.slot_row.clamp(min=0)].to(torch.int64)
-        keep = ((self.slot_row < 0) | (held == self.slot_pos)).to(torch.float32)
-        return dataclasses.replace(self, from_state=self.from_state * keep, valid=self.valid * keep)
+        tagged = (self.slot_row >= 0) & (held == self.slot_pos)
+        keep = torch.where(self.from_state > 0, tagged.to(torch.float32), torch.ones_like(self.valid))
+        valid = self.valid * keep
+        # `state_first`: every slot that exists can be read from the state cache (this call's
+        # positions included: the project kernel has written their rows), so the pool kernel
+        # reads that one source; else (a new token without a state page, aliased pages) it
+        # reads this call's positions from this call's rows
+        first = ((valid > 0) & ~tagged).any().logical_not().to(torch.int32).reshape(1)
+        return dataclasses.replace(self, from_state=self.from_state * keep, valid=valid, state_first=first)
 
 
 def kernel_meta(ratio: int, head_dim: int, start_pos: torch.Tensor, seq: int, state_block_table: torch.Tensor,
@@ -124,8 +132,9 @@ def kernel_meta(ratio: int, head_dim: int, start_pos: torch.Tensor, seq: int, st
     valid = exists[:, :, None] & (from_tok | from_state)
     ch = 2 * CO
     zero = torch.zeros_like(sp)
-    kv_state = torch.where(valid & from_state, srow * ch + half, zero)
-    score_state = torch.where(valid & from_state, kv_state + CO, zero)
+    has_row = valid & (srow >= 0)  # this call's positions too: the project kernel writes their rows first
+    kv_state = torch.where(has_row, srow * ch + half, zero)
+    score_state = torch.where(has_row, kv_state + CO, zero)
     tok_chunk = torch.where(valid & from_tok, tok * CO + half, zero)
     at = (closing - start[:, None]).clamp(0, S - 1)  # the closer's index in its request
     win_tok = torch.where(exists, req[:, None] * S + at, torch.full_like(at, B * S))
@@ -133,7 +142,7 @@ def kernel_meta(ratio: int, head_dim: int, start_pos: torch.Tensor, seq: int, st
     cmp_rows = torch.where(exists & (cmap >= 0) & (cmap < cmp_rows_total), cmap, torch.full_like(cmap, -1))
     rope_pos = torch.where(exists, closing - R + 1, torch.zeros_like(closing))
     N = B * K
-    slot_row = torch.where(valid & from_state, srow, torch.full_like(srow, -1))
+    slot_row = torch.where(has_row, srow, torch.full_like(srow, -1))
 
     def i32(t):
         return t.reshape(N, -1).to(torch.int32).contiguous() if t.dim() == 3 else t.reshape(N).to(torch.int32)

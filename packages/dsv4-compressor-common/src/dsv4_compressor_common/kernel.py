@@ -20,9 +20,12 @@ them; the head dim d from the config unless given).
          slot is read from the state cache) and its bias, in_tok (1: from this call's rows)
          and its bias; a bias is `pooling.mask_bias`: 0 / −1e30), gamma [1, d] f32, cos
          [N, R] f32, sin [N, R] f32, swap [R] i32, pick [N] i32,
-         cmp_dst [1, N] i64, any_row [1] i32 (the entry writes: one tile of all N windows), out
-         [N, d] bf16 (out), cmp_kv [cmp_rows, d] bf16 (in place))
+         cmp_dst [1, N] i64, any_row [1] i32 (the entry writes: one tile of all N windows),
+         state_first [1] i32 (`device.KernelMeta.state_first`), out [N, d] bf16 (out), cmp_kv
+         [cmp_rows, d] bf16 (in place))
         kv slots = select(valid, select(in_state, state[kv_state], kv_rows[tok]), 0)  (score alike)
+                 = select(valid, state[kv_state], 0)   at decode with ratio 4 where state_first is 1:
+                   every slot's row is in the state cache, this call's written by project first
         out = rope(bf16(rms(bf16(gated_pool(slots))) · γ))               (reference.py's rounding)
         entries of the windows that have a cmp row scattered into cmp_kv in place
     pool with rotate=True (the indexer's keys): had_nope [d − R, d], had_rope [R, d] bf16 before
@@ -163,6 +166,16 @@ def _slot_tile(src_state, src_tok, idx_state, idx_tok, fs3, valid3, geo, sources
     return pypto.where(pypto.greater(valid3, 0.5), pick, 0.0)
 
 
+def _state_slots(state, idx_state, valid3, geo):
+    """A [NT, W, d] tile of window slots, every one from the state cache (`state_first`: the
+    project kernel has already written this call's rows there), selected to 0 where the slot is
+    absent: one gather per tile, none of this call's rows and no choice between sources."""
+    W, HD, NT = geo[0], geo[1], geo[4]
+    ct = slot_channels(W, HD)
+    pypto.set_vec_tile_shapes(slot_rows(W, ct, NT), W, ct)
+    return pypto.where(pypto.greater(valid3, 0.5), pypto.index_select(state, 0, idx_state), 0.0)
+
+
 SEGMENTS_MIN_WINDOW = 64  # windows this wide pool their last K slots as a segment of their own
 
 
@@ -230,15 +243,25 @@ def gathered_windows(ratio: int, windows: int, tile: int, first_pos: int | None 
     return min(windows, tile) if ratio == 4 else 0
 
 
+def reads_state_first(ratio: int, first_pos: int | None) -> bool:
+    """Whether the pool kernel reads every slot from the state cache where all of them are
+    there (`KernelMeta.state_first`): at decode (`first_pos` None) with narrow windows (ratio
+    4); wide windows and prefill chunks keep this call's rows as their own source."""
+    return first_pos is None and window_size(ratio) < SEGMENTS_MIN_WINDOW
+
+
 def gathered_slot_bytes(ratio: int, head_dim: int, windows: int, seq: int, first_pos: int | None = None,
                         tile: int = 1) -> int:
     """Bytes the pool kernel's slot gathers read (fp32 kv and score chunks): a window read
     from the state cache (`state_windows`, `tile` its window tile) gathers every slot there and
-    its last `tok_slots` from this call's rows, any other gathered window (`gathered_windows`)
-    every slot from this call's rows; a window read as views gathers nothing."""
+    its last `tok_slots` from this call's rows (at decode with ratio 4, every slot from the state
+    alone: `reads_state_first`, the path a call whose every slot has its state row takes), any
+    other gathered window (`gathered_windows`) every slot from this call's rows; a window read
+    as views gathers nothing."""
     W = window_size(ratio)
     slots = gathered_windows(ratio, windows, tile, first_pos) * W
-    slots += state_windows(ratio, windows, tile, first_pos) * tok_slots(ratio, seq)
+    if not reads_state_first(ratio, first_pos):
+        slots += state_windows(ratio, windows, tile, first_pos) * tok_slots(ratio, seq)
     return 4 * slots * head_dim * 2
 
 
@@ -287,8 +310,11 @@ def _pool_tile(state, kv_rows, score_rows, kv_blk, score_blk, kv_state, score_st
     ct = slot_channels(W, HD)
     pypto.set_vec_tile_shapes(slot_rows(W, ct, NT), W, ct)
     mk = [pypto.view(t, [NT, W, 1], [off, 0, 0]) for t in masks]  # `slot_masks`, this tile's windows
-    K, read_state, views = sources
-    if views:
+    K, read_state, views = sources[:3]
+    if len(sources) > 3:  # `state_first`: every slot from the state cache
+        pooled = gated_pool_tile(_state_slots(state, idx[0], mk[0], geo), _state_slots(state, idx[1], mk[0], geo),
+                                 None, window=W, channels=HD, tile_rows=NT, masks=mk[:2])
+    elif views:
         pooled = gated_pool_tile(_view_slots(kv_blk, off, geo), _view_slots(score_blk, off, geo), None, window=W,
                                  channels=HD, tile_rows=NT, masks=mk[:2])
     elif read_state and K < W and W >= SEGMENTS_MIN_WINDOW:
@@ -376,6 +402,12 @@ def build_pool_kernel(cfg, ratio: int, windows: int, tiling: CompressorTiling = 
     # the first tile is gathered, its first window's earlier block precedes the chunk)
     PEEL = first_pos is not None and SEVERAL and (sources[1] or (VIEWS and not sources[2]))
     FIRST, rest = (1, (sources[0], False, VIEWS)) if PEEL else (0, sources)
+    # decode, narrow windows (ratio 4): where every slot is in the state cache (`state_first`,
+    # decided on the device: this call's rows were written there by the project kernel), the
+    # pool reads that one source, else both (`_slot_tile`); wide windows read this call's last
+    # slots as a segment of their own (`_slot_segments`), cheaper than a second branch
+    FROM_STATE = reads_state_first(ratio, first_pos)
+    only = (*sources, "state")
     scale, MT = HD ** -0.5, NT
 
     def _store_entries(out, n_nope, rot, off, rows):
@@ -399,8 +431,8 @@ def build_pool_kernel(cfg, ratio: int, windows: int, tiling: CompressorTiling = 
                         state_bias: T([DYN, W, 1], F32), in_tok: T([DYN, W, 1], F32), tok_bias: T([DYN, W, 1], F32),
                         gamma: T([1, HD], F32),
                         cos: T([DYN, R], F32), sin: T([DYN, R], F32), swap: T([S], I32), pick: T([NP], I32),
-                        cmp_dst: T([1, NP], I64), any_row: T([1], I32), out: T([DYN, HD], BF16),
-                        cmp_kv: T([DYN, HD], BF16)):
+                        cmp_dst: T([1, NP], I64), any_row: T([1], I32), state_first: T([1], I32),
+                        out: T([DYN, HD], BF16), cmp_kv: T([DYN, HD], BF16)):
         n = kv_state.shape[0]
         masks = (valid, valid_bias, in_state, state_bias, in_tok, tok_bias)
         if PEEL:  # a prefill chunk's first window tile, the only one that can read the state cache
@@ -410,8 +442,16 @@ def build_pool_kernel(cfg, ratio: int, windows: int, tiling: CompressorTiling = 
                 _store_entries(out, n_nope, rot, 0, rows_hd)
         for i in pypto.loop(FIRST, n // NT, name="window_tiles", idx_name="i"):  # the host pads N to NT
             off = i * NT
-            n_nope, rot = _pool_tile(state, kv_rows, score_rows, kv_blk, score_blk, kv_state, score_state, tok,
-                                     masks, gamma, cos, sin, swap, off, geo, rest)
+            if FROM_STATE:
+                if state_first[0] > 0:
+                    n_nope, rot = _pool_tile(state, kv_rows, score_rows, kv_blk, score_blk, kv_state, score_state,
+                                             tok, masks, gamma, cos, sin, swap, off, geo, only)
+                else:
+                    n_nope, rot = _pool_tile(state, kv_rows, score_rows, kv_blk, score_blk, kv_state, score_state,
+                                             tok, masks, gamma, cos, sin, swap, off, geo, rest)
+            else:
+                n_nope, rot = _pool_tile(state, kv_rows, score_rows, kv_blk, score_blk, kv_state, score_state, tok,
+                                         masks, gamma, cos, sin, swap, off, geo, rest)
             if not SEVERAL:  # one tile: its entries into cmp_kv in place, straight from the tile
                 if any_row[i] > 0:
                     pypto.set_vec_tile_shapes(rows_hd, HD)
@@ -434,7 +474,8 @@ def build_pool_kernel(cfg, ratio: int, windows: int, tiling: CompressorTiling = 
                                tok_bias: T([DYN, W, 1], F32), gamma: T([1, HD], F32), cos: T([DYN, R], F32),
                                sin: T([DYN, R], F32), swap: T([S], I32), had_nope: T([NOPE, HD], BF16),
                                had_rope: T([R, HD], BF16), pick: T([NP], I32), cmp_dst: T([1, NP], I64),
-                               any_row: T([1], I32), out: T([DYN, HD], BF16), cmp_kv: T([DYN, HD], BF16)):
+                               any_row: T([1], I32), state_first: T([1], I32), out: T([DYN, HD], BF16),
+                               cmp_kv: T([DYN, HD], BF16)):
         n = kv_state.shape[0]
         masks = (valid, valid_bias, in_state, state_bias, in_tok, tok_bias)
         if PEEL:  # as in compressor_pool
@@ -446,8 +487,16 @@ def build_pool_kernel(cfg, ratio: int, windows: int, tiling: CompressorTiling = 
                 pypto.assemble(k, [0, 0], out)
         for i in pypto.loop(FIRST, n // NT, name="window_tiles", idx_name="i"):  # the host pads N to NT
             off = i * NT
-            k = _keys(_pool_tile(state, kv_rows, score_rows, kv_blk, score_blk, kv_state, score_state, tok,
-                                 masks, gamma, cos, sin, swap, off, geo, rest), had_nope, had_rope, rows_hd)
+            if FROM_STATE:  # as in compressor_pool
+                if state_first[0] > 0:
+                    k = _keys(_pool_tile(state, kv_rows, score_rows, kv_blk, score_blk, kv_state, score_state, tok,
+                                         masks, gamma, cos, sin, swap, off, geo, only), had_nope, had_rope, rows_hd)
+                else:
+                    k = _keys(_pool_tile(state, kv_rows, score_rows, kv_blk, score_blk, kv_state, score_state, tok,
+                                         masks, gamma, cos, sin, swap, off, geo, rest), had_nope, had_rope, rows_hd)
+            else:
+                k = _keys(_pool_tile(state, kv_rows, score_rows, kv_blk, score_blk, kv_state, score_state, tok,
+                                     masks, gamma, cos, sin, swap, off, geo, rest), had_nope, had_rope, rows_hd)
             if not SEVERAL:  # as in compressor_pool
                 if any_row[i] > 0:
                     pypto.set_vec_tile_shapes(rows_hd, HD)

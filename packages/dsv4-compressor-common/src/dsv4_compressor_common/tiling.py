@@ -31,24 +31,43 @@ def k_split(tasks: int, cores: int = CUBE_CORES) -> int:
 
 def default_tiling(cfg, ratio: int, tokens: int | None = None, windows: int | None = None,
                    head_dim: int | None = None) -> CompressorTiling:
-    """Tiles found best under the cost model at FLASH shapes (README, Performance): at decode a
-    long K tile, and for the 512-wide (ratio-128) projection 64-wide N tiles so more cube cores
-    get work; for prefill-sized T, 256-token tiles with 256-row, 512-deep cube tiles, every
-    output tile its own cube task (`l1_reuse` 1: pypto otherwise merges a token tile's column
-    tiles into fewer, longer tasks and the last tile's run alone) and K split in two where
-    that fills the last wave (`k_split`; head_dim: the projection's, the config's by default);
-    pooling tiles of 8 / 16 / 32 windows by window count."""
+    """Tiles found best under the cost model at FLASH shapes (README, Performance). At decode:
+    a long K tile with 256-deep L0 steps, the narrowest column tiles that keep one wave of cube
+    tasks (`decode_columns`) and 64 KB vector tiles for the tail after the matmuls (the score
+    add's three operands fill the unified buffer; half the vector tasks of 32 KB tiles). For
+    prefill-sized T: 256-token tiles with 256-row, 512-deep cube tiles, every output tile its
+    own cube task (`l1_reuse` 1: pypto otherwise merges a token tile's column tiles into
+    fewer, longer tasks and the last tile's run alone) and K split in two where that fills the
+    last wave (`k_split`; head_dim: the projection's, the config's by default). Pooling tiles
+    of 8 / 16 / 32 windows by window count."""
     k1 = min(1024, cfg.hidden_size)
-    n = 64 if (ratio != 4 and tokens is not None and tokens <= 128) else 128
+    C = coff(ratio) * (head_dim or cfg.head_dim)
+    n = 128
     nt = 32
     if windows is not None and windows <= 8:
         nt = 8
     elif windows is not None and windows <= 64 and ratio == 4:
         nt = 16
     if tokens is not None and tokens >= 512:  # prefill: 256-row cube tiles (fewer, fuller tasks)
-        tt, C = 256, coff(ratio) * (head_dim or cfg.head_dim)
+        tt = 256
         tasks = -(-tokens // tt) * 2 * -(-C // n)  # kv and score, per token tile
         ks = k_split(tasks) if cfg.hidden_size % 256 == 0 else 1  # halves of whole 128-deep K tiles
         k0 = min(512, k1, cfg.hidden_size // ks)
         return CompressorTiling(tt=tt, cube=((tt, tt), (128, k0), (n, n)), nt=nt, k_split=ks, l1_reuse=1)
+    if tokens is not None:  # decode: one token tile, its column tiles spread over the cube cores
+        n = decode_columns(C, n)
+        k0 = min(256, k1)
+        return CompressorTiling(tt=128, cube=((128, 128), (k0, k1), (n, n)), nt=nt, vec_elems=2 * VEC_OPERAND_ELEMS)
     return CompressorTiling(tt=128, cube=((128, 128), (128, k1), (n, n)), nt=nt)
+
+
+def decode_columns(width: int, widest: int, cores: int = CUBE_CORES) -> int:
+    """The narrowest multiple of 32 (at most `widest`) whose column tiles of the two
+    `width`-wide projections (kv and score) still run as one wave on the cube cores: a decode
+    tile's cube task streams the whole [128, D] x whatever its width, so more, narrower tasks
+    pay for x more often; the narrowest that fits one wave uses the most cores (FLASH ratio 4,
+    width 1024: 96, 22 tasks on 24 cores)."""
+    n = widest
+    while n > 32 and 2 * -(-width // (n - 32)) <= cores:
+        n -= 32
+    return n

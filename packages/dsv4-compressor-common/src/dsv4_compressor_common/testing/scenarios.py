@@ -31,6 +31,7 @@ class Case:
     seed: int = 0
     ape_scale: float = 0.5
     rotate: bool = False  # the Hadamard after RoPE (the indexer's keys; the config's head_dim is then 128)
+    unpaged: tuple[int, ...] = ()  # requests whose new tokens' state pages are not allocated (−1: no state row)
 
     @property
     def batch(self) -> int:
@@ -80,6 +81,11 @@ def make_inputs(case: Case) -> dict[str, Any]:
                                            cmp_blocks=B * ((last // R) // case.cmp_block + 1), cmp_block=case.cmp_block)
     state.normal_(generator=g)  # stale rows hold garbage; their tags say they hold nothing
     sblk = _perm(B * pages, g, case.permuted).reshape(B, pages).to(torch.int32)
+    for b in case.unpaged:  # its new tokens write no state row; their windows read them from this call's rows
+        s0 = int(start[b])
+        if s0 % P:
+            raise ValueError(f"{case.name}: request {b} starts mid-page ({s0} % {P}); its page holds earlier rows")
+        sblk[b, s0 // P:(s0 + S - 1) // P + 1] = -1
     cpr = cmp_kv.shape[0] // B
     cblk = _perm(cmp_kv.shape[0], g, case.permuted).reshape(B, cpr)
     C = coff(R) * cfg.head_dim
