@@ -34,8 +34,12 @@ CONSTRAINTS = str(ROOT / "constraints.txt")
 DIST = ROOT / "dist"
 PACKAGES = pkgs.all_packages()
 MODULES = sorted(p.module for p in PACKAGES.values() if p.module)
-# one simulator helper library for every session (pypto builds it once, ~25 s)
-SIM_ENV = {"DSV4_PTO_CACHE": os.environ.get("DSV4_PTO_CACHE", str(Path.home() / ".cache" / "dsv4-kernels"))}
+# one simulator helper library for every session (pypto builds it once, ~25 s); bytecode written
+# on first import even where the environment says PYTHONDONTWRITEBYTECODE: the shared third-party
+# env is installed --no-compile, and every simulator child process would otherwise compile
+# torch's and pypto's sources again on import (None removes the variable for the command)
+SIM_ENV = {"DSV4_PTO_CACHE": os.environ.get("DSV4_PTO_CACHE", str(Path.home() / ".cache" / "dsv4-kernels")),
+           "PYTHONDONTWRITEBYTECODE": None}
 
 
 def _wheel(name: str) -> str:
