@@ -5,7 +5,7 @@ block tables, starts that are not window-aligned. Small tier at TINY, flash tier
 (B = 64, S = 2). The protocol (golden, bench) is the family's `CaseSet`."""
 
 from dsv4_compressor_common.testing import Case, CaseSet
-from dsv4_core import FLASH, TINY
+from dsv4_core import FLASH, PRO, TINY
 
 R = 128
 
@@ -22,5 +22,5 @@ FLASH_CASES = [Case("flash-decode-B64S2", FLASH, R, _FLASH_STARTS, 2)]
 
 # bench: {name: (config, tokens, closing windows, requests)}: decode with every request closing a window
 SCENARIOS = CaseSet.of("compressor_ratio128", R, SMALL_CASES, FLASH_CASES,
-                       bench={"flash-decode-B64S2": (FLASH, 128, 64, 64)})
+                       bench={"flash-decode-B64S2": (FLASH, 128, 64, 64), "pro-decode-B64S2": (PRO, 128, 64, 64)})
 CASES, GOLDEN_CASES, golden, BENCH_CASES, bench = SCENARIOS.protocol()

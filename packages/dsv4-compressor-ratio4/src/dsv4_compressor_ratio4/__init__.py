@@ -18,7 +18,7 @@ golden with its overlapping windows, the kernels) to ratio 4 and the decode shap
 from dsv4_compressor_common import ROPE_ABI_CONSUMED, CompressorOut, StateMissingError, compress_windows, last_runs, project
 from dsv4_compressor_common.calls import public_functions
 
-__version__ = "0.2.10"
+__version__ = "0.2.11"
 RATIO = 4
 compressor_ratio4, make_caches = public_functions(__name__, "compressor_ratio4", RATIO, "decode")
 __all__ = ["RATIO", "ROPE_ABI_CONSUMED", "CompressorOut", "StateMissingError", "compress_windows", "compressor_ratio4",

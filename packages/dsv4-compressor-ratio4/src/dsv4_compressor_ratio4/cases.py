@@ -6,7 +6,7 @@ half. Small tier at TINY, flash tier at FLASH (B = 64, S = 2). The protocol (gol
 is the family's `CaseSet`."""
 
 from dsv4_compressor_common.testing import Case, CaseSet
-from dsv4_core import FLASH, TINY
+from dsv4_core import FLASH, PRO, TINY
 
 R = 4
 
@@ -25,5 +25,6 @@ _FLASH_STARTS = tuple([0, 1, 2, 3, 6, 7, 127][i % 7] + 8 * (i // 7) for i in ran
 FLASH_CASES = [Case("flash-decode-B64S2", FLASH, R, _FLASH_STARTS, 2)]
 
 # bench: {name: (config, tokens, closing windows, requests)}: decode with every request closing a window
-SCENARIOS = CaseSet.of("compressor_ratio4", R, SMALL_CASES, FLASH_CASES, bench={"flash-decode-B64S2": (FLASH, 128, 64, 64)})
+SCENARIOS = CaseSet.of("compressor_ratio4", R, SMALL_CASES, FLASH_CASES,
+                       bench={"flash-decode-B64S2": (FLASH, 128, 64, 64), "pro-decode-B64S2": (PRO, 128, 64, 64)})
 CASES, GOLDEN_CASES, golden, BENCH_CASES, bench = SCENARIOS.protocol()

@@ -18,7 +18,7 @@ Validation, paging, golden and kernels are those of the compressor family
 from dsv4_compressor_common import ROPE_ABI_CONSUMED, CompressorOut, StateMissingError, last_runs
 from dsv4_compressor_common.calls import public_functions
 
-__version__ = "0.2.9"
+__version__ = "0.2.10"
 RATIO = 128
 prefill_compressor_ratio128, make_caches = public_functions(__name__, "prefill_compressor_ratio128", RATIO, "prefill")
 __all__ = ["RATIO", "ROPE_ABI_CONSUMED", "CompressorOut", "StateMissingError", "last_runs", "make_caches",

@@ -6,7 +6,7 @@ permuted block tables. Small tier at TINY, flash tier at FLASH (T = 1024). The p
 (golden, bench) is the family's `CaseSet`."""
 
 from dsv4_compressor_common.testing import Case, CaseSet
-from dsv4_core import FLASH, TINY
+from dsv4_core import FLASH, PRO, TINY
 
 R = 128
 FLASH_CASES = [Case("flash-prefill-T1024-start0", FLASH, R, (0,), 1024),
@@ -24,5 +24,7 @@ SMALL_CASES = [
 # bench: {name: (config, tokens, closing windows)}
 SCENARIOS = CaseSet.of("prefill_compressor_ratio128", R, SMALL_CASES, FLASH_CASES,
                        bench={"flash-prefill-T1024-start0": (FLASH, 1024, 1024 // R, 0, 0),
-                              "flash-prefill-T1024-64K": (FLASH, 1024, 1024 // R, 0, 65536)})
+                              "flash-prefill-T1024-64K": (FLASH, 1024, 1024 // R, 0, 65536),
+                              "pro-prefill-T1024-start0": (PRO, 1024, 1024 // R, 0, 0),
+                              "pro-prefill-T1024-64K": (PRO, 1024, 1024 // R, 0, 65536)})
 CASES, GOLDEN_CASES, golden, BENCH_CASES, bench = SCENARIOS.protocol()

@@ -19,7 +19,7 @@ window's front halves and the current window's back halves."""
 from dsv4_compressor_common import ROPE_ABI_CONSUMED, CompressorOut, StateMissingError, last_runs
 from dsv4_compressor_common.calls import public_functions
 
-__version__ = "0.2.9"
+__version__ = "0.2.10"
 RATIO = 4
 prefill_compressor_ratio4, make_caches = public_functions(__name__, "prefill_compressor_ratio4", RATIO, "prefill")
 __all__ = ["RATIO", "ROPE_ABI_CONSUMED", "CompressorOut", "StateMissingError", "last_runs", "make_caches",
