@@ -147,11 +147,11 @@ def _slot_tile(src_state, src_tok, idx_state, idx_tok, fs3, valid3, geo, sources
     position): the state cache is not read at all."""
     W, HD, NT = geo[0], geo[1], geo[4]
     K, read_state = sources
+    if not read_state:  # every slot that exists is one of this call's positions
+        return _one_source(src_tok, idx_tok, valid3, geo)
     ct = slot_channels(W, HD)
     wr = slot_rows(W, ct, NT)
     pypto.set_vec_tile_shapes(wr, W, ct)
-    if not read_state:  # every slot that exists is one of this call's positions
-        return pypto.where(pypto.greater(valid3, 0.5), pypto.index_select(src_tok, 0, idx_tok), 0.0)
     from_st = pypto.index_select(src_state, 0, idx_state)  # [NT, W, d]: rows of earlier calls
     tail_tok = idx_tok if K == W else pypto.view(idx_tok, [NT, K], [0, W - K])
     from_tok = pypto.index_select(src_tok, 0, tail_tok)  # [NT, K, d]: this call's rows
@@ -166,14 +166,15 @@ def _slot_tile(src_state, src_tok, idx_state, idx_tok, fs3, valid3, geo, sources
     return pypto.where(pypto.greater(valid3, 0.5), pick, 0.0)
 
 
-def _state_slots(state, idx_state, valid3, geo):
-    """A [NT, W, d] tile of window slots, every one from the state cache (`state_first`: the
-    project kernel has already written this call's rows there), selected to 0 where the slot is
-    absent: one gather per tile, none of this call's rows and no choice between sources."""
+def _one_source(src, idx, valid3, geo):
+    """A [NT, W, d] tile of window slots whose every chunk comes from one source (this call's
+    rows where no slot precedes the call; the state cache where `state_first` holds: the
+    project kernel has already written this call's rows there), selected to 0 where the slot
+    is absent: one gather per tile and no choice between sources."""
     W, HD, NT = geo[0], geo[1], geo[4]
     ct = slot_channels(W, HD)
     pypto.set_vec_tile_shapes(slot_rows(W, ct, NT), W, ct)
-    return pypto.where(pypto.greater(valid3, 0.5), pypto.index_select(state, 0, idx_state), 0.0)
+    return pypto.where(pypto.greater(valid3, 0.5), pypto.index_select(src, 0, idx), 0.0)
 
 
 SEGMENTS_MIN_WINDOW = 64  # windows this wide pool their last K slots as a segment of their own
@@ -301,8 +302,9 @@ def _pool_tile(state, kv_rows, score_rows, kv_blk, score_blk, kv_state, score_st
                cos, sin, swap, off, geo, sources):
     """Steps 2–5 on the window tile [off, off + NT): (nope lanes bf16 [NT, HD − R], rotated rope
     lanes bf16 [NT, R]); geo = (W, HD, R, EPS, NT, rows_hd, rows_r); sources = (tok_slots,
-    read_state, views): views True reads the slots as views of `kv_blk` / `score_blk`
-    (`_view_slots`), else gathers them (`_slot_tile`, `_slot_segments`)."""
+    read_state, views, state_only): state_only True gathers every slot from the state cache
+    (`_one_source`), views True reads the slots as views of `kv_blk` / `score_blk`
+    (`_view_slots`), else both sources are gathered (`_slot_tile`, `_slot_segments`)."""
     W, HD, R, EPS, NT, rows_hd, rows_r = geo
     NOPE = HD - R
     pypto.set_vec_tile_shapes(max(1, min(NT, VEC_OPERAND_ELEMS // W)), W)
@@ -310,9 +312,9 @@ def _pool_tile(state, kv_rows, score_rows, kv_blk, score_blk, kv_state, score_st
     ct = slot_channels(W, HD)
     pypto.set_vec_tile_shapes(slot_rows(W, ct, NT), W, ct)
     mk = [pypto.view(t, [NT, W, 1], [off, 0, 0]) for t in masks]  # `slot_masks`, this tile's windows
-    K, read_state, views = sources[:3]
-    if len(sources) > 3:  # `state_first`: every slot from the state cache
-        pooled = gated_pool_tile(_state_slots(state, idx[0], mk[0], geo), _state_slots(state, idx[1], mk[0], geo),
+    K, read_state, views, state_only = sources
+    if state_only:  # `state_first`: every slot from the state cache
+        pooled = gated_pool_tile(_one_source(state, idx[0], mk[0], geo), _one_source(state, idx[1], mk[0], geo),
                                  None, window=W, channels=HD, tile_rows=NT, masks=mk[:2])
     elif views:
         pooled = gated_pool_tile(_view_slots(kv_blk, off, geo), _view_slots(score_blk, off, geo), None, window=W,
@@ -394,20 +396,20 @@ def build_pool_kernel(cfg, ratio: int, windows: int, tiling: CompressorTiling = 
     VIEWS = reads_views(ratio, first_pos, windows, NT)
     # the first window tile reads views too where no window is gathered (ratio 128)
     sources = (tok_slots(ratio, seq or W), reads_state(ratio, first_pos),
-               VIEWS and gathered_windows(ratio, windows, NT, first_pos) == 0)
+               VIEWS and gathered_windows(ratio, windows, NT, first_pos) == 0, False)
     SEVERAL = NP > NT  # several window tiles: one write of all their entries after the loop
     # a prefill chunk that reads the state cache (first_pos known): only its first window tile
     # can (a window that reaches before the chunk is one of its first two); the others read
     # this call's rows alone, as views where the chunk starts on a window boundary (ratio 4:
     # the first tile is gathered, its first window's earlier block precedes the chunk)
     PEEL = first_pos is not None and SEVERAL and (sources[1] or (VIEWS and not sources[2]))
-    FIRST, rest = (1, (sources[0], False, VIEWS)) if PEEL else (0, sources)
+    FIRST, rest = (1, (sources[0], False, VIEWS, False)) if PEEL else (0, sources)
     # decode, narrow windows (ratio 4): where every slot is in the state cache (`state_first`,
     # decided on the device: this call's rows were written there by the project kernel), the
     # pool reads that one source, else both (`_slot_tile`); wide windows read this call's last
     # slots as a segment of their own (`_slot_segments`), cheaper than a second branch
     FROM_STATE = reads_state_first(ratio, first_pos)
-    only = (*sources, "state")
+    only = (*sources[:3], True)
     scale, MT = HD ** -0.5, NT
 
     def _store_entries(out, n_nope, rot, off, rows):

@@ -54,7 +54,7 @@ def default_tiling(cfg, ratio: int, tokens: int | None = None, windows: int | No
         ks = k_split(tasks) if cfg.hidden_size % 256 == 0 else 1  # halves of whole 128-deep K tiles
         k0 = min(512, k1, cfg.hidden_size // ks)
         return CompressorTiling(tt=tt, cube=((tt, tt), (128, k0), (n, n)), nt=nt, k_split=ks, l1_reuse=1)
-    if tokens is not None:  # decode: one token tile, its column tiles spread over the cube cores
+    if tokens is not None:  # decode-sized T: 128-token tiles, their column tiles spread over the cube cores
         n = decode_columns(C, n)
         k0 = min(256, k1)
         return CompressorTiling(tt=128, cube=((128, 128), (k0, k1), (n, n)), nt=nt, vec_elems=2 * VEC_OPERAND_ELEMS)
@@ -63,8 +63,8 @@ def default_tiling(cfg, ratio: int, tokens: int | None = None, windows: int | No
 
 def decode_columns(width: int, widest: int, cores: int = CUBE_CORES) -> int:
     """The narrowest multiple of 32 (at most `widest`) whose column tiles of the two
-    `width`-wide projections (kv and score) still run as one wave on the cube cores: a decode
-    tile's cube task streams the whole [128, D] x whatever its width, so more, narrower tasks
+    `width`-wide projections (kv and score) of one token tile still run as one wave on the cube
+    cores: a decode tile's cube task streams the whole [128, D] x whatever its width, so more, narrower tasks
     pay for x more often; the narrowest that fits one wave uses the most cores (FLASH ratio 4,
     width 1024: 96, 22 tasks on 24 cores)."""
     n = widest
