@@ -63,7 +63,7 @@ def test_reads_state_at_window_starts():
 
 def test_gathered_slot_bytes_counts_both_sources_where_both_are_gathered():
     d, n = 512, 64
-    assert gathered_slot_bytes(128, d, n, 2) == 4 * n * (128 + 2) * d * 2  # decode: state slots + the last 2
+    assert gathered_slot_bytes(128, d, n, 2) == 0  # decode at ratio 128: each window one view of the state
     assert gathered_slot_bytes(4, d, n, 2) == 4 * n * 8 * d * 2  # decode at ratio 4: every slot from the state
     # prefill from 3: the first tile's windows from both sources (the state's 128 and this call's last 128)
     assert gathered_slot_bytes(128, d, 8, 1024, 3, tile=8) == 4 * 8 * (128 + 128) * d * 2

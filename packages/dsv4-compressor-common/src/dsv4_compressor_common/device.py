@@ -28,7 +28,7 @@ import torch
 from dsv4_core.backends import on_device
 from dsv4_rope_tables import frequencies, profile_for_ratio
 
-from .pooling import coff, first_closing, window_positions, window_size
+from .pooling import SEGMENTS_MIN_WINDOW, coff, first_closing, window_positions, window_size
 
 
 @dataclasses.dataclass
@@ -51,6 +51,7 @@ class KernelMeta:
     slot_row: torch.Tensor  # [N, W] int64 flat state row of each slot that has one (this call's too), −1: none
     slot_pos: torch.Tensor  # [N, W] int64 the position each slot needs
     state_first: torch.Tensor | None = None  # [1] int32 (`tag_checked`): 1 where every slot is in the state cache
+    win_base: torch.Tensor | None = None  # [N, 1] int32 (`tag_checked`): each window's first state row, 0 for none
 
     def padded(self, tile: int) -> KernelMeta:
         """N padded to a multiple of `tile` with windows that have no slot and no cmp row."""
@@ -67,7 +68,8 @@ class KernelMeta:
             self, win_tok=cat(self.win_tok, T), kv_state=cat(self.kv_state, 0), score_state=cat(self.score_state, 0),
             tok=cat(self.tok, 0), from_state=cat(self.from_state, 0),
             valid=cat(self.valid, 0), rope_pos=cat(self.rope_pos, 0), cmp_rows=cat(self.cmp_rows, -1),
-            slot_row=cat(self.slot_row, -1), slot_pos=cat(self.slot_pos, 0))
+            slot_row=cat(self.slot_row, -1), slot_pos=cat(self.slot_pos, 0),
+            win_base=None if self.win_base is None else cat(self.win_base, 0))
 
     def tag_checked(self, state_pos: torch.Tensor) -> KernelMeta:
         """The slots read from the state cache kept only where their row's tag (`state_pos`)
@@ -84,8 +86,25 @@ class KernelMeta:
         # positions included: the project kernel has written their rows), so the pool kernel
         # reads that one source; else (a new token without a state page, aliased pages) it
         # reads this call's positions from this call's rows
-        first = ((valid > 0) & ~tagged).any().logical_not().to(torch.int32).reshape(1)
-        return dataclasses.replace(self, from_state=self.from_state * keep, valid=valid, state_first=first)
+        first = ((valid > 0) & ~tagged).any().logical_not()
+        W = self.slot_row.shape[1]
+        if W >= SEGMENTS_MIN_WINDOW:
+            # wide windows: the pool kernel reads each window's rows as one view of the state
+            # cache from its first row, so `state_first` also needs every window's rows to be
+            # consecutive rows inside the cache (a page a multiple of the window holds each
+            # whole window; a window without rows views the first W rows, selected away)
+            has = self.slot_row >= 0
+            base = self.slot_row - torch.arange(W, device=has.device, dtype=self.slot_row.dtype)
+            b0 = torch.where(has, base, base.new_full(base.shape, -(1 << 62))).amax(1, keepdim=True)
+            b0 = torch.where(has.any(1, keepdim=True), b0, torch.zeros_like(b0))
+            one_run = (~has | (base == b0)).all()
+            inside = ((b0 >= 0) & (b0 <= state_pos.numel() - W)).all()
+            first = first & one_run & inside
+            win_base = b0.clamp(0, max(0, state_pos.numel() - W)).to(torch.int32)
+        else:
+            win_base = torch.zeros(self.slot_row.shape[0], 1, dtype=torch.int32, device=self.slot_row.device)
+        return dataclasses.replace(self, from_state=self.from_state * keep, valid=valid,
+                                   state_first=first.to(torch.int32).reshape(1), win_base=win_base)
 
 
 def kernel_meta(ratio: int, head_dim: int, start_pos: torch.Tensor, seq: int, state_block_table: torch.Tensor,

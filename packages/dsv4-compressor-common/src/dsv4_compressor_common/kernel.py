@@ -21,11 +21,16 @@ them; the head dim d from the config unless given).
          and its bias; a bias is `pooling.mask_bias`: 0 / −1e30), gamma [1, d] f32, cos
          [N, R] f32, sin [N, R] f32, swap [R] i32, pick [N] i32,
          cmp_dst [1, N] i64, any_row [1] i32 (the entry writes: one tile of all N windows),
+         state_v [1, num_state_rows, 2·C] f32 (the state cache again, as whole rows), win_base
+         [N, 1] i32 and valid_b [N, W, 1] bool (`device.KernelMeta.win_base`, valid as a bool),
          state_first [1] i32 (`device.KernelMeta.state_first`), out [N, d] bf16 (out), cmp_kv
          [cmp_rows, d] bf16 (in place))
         kv slots = select(valid, select(in_state, state[kv_state], kv_rows[tok]), 0)  (score alike)
                  = select(valid, state[kv_state], 0)   at decode with ratio 4 where state_first is 1:
                    every slot's row is in the state cache, this call's written by project first
+                 = select(valid_b, state_v[0, win_base : win_base + W, :C], 0)   at decode with
+                   ratio 128 where state_first is 1 (every window's rows consecutive too): a view
+                   per window, read in place, no gather (`reads_state_views`)
         out = rope(bf16(rms(bf16(gated_pool(slots))) · γ))               (reference.py's rounding)
         entries of the windows that have a cmp row scattered into cmp_kv in place
     pool with rotate=True (the indexer's keys): had_nope [d − R, d], had_rope [R, d] bf16 before
@@ -66,6 +71,7 @@ from dsv4_core.chip import VEC_OPERAND_ELEMS
 from dsv4_rope_tables.pypto_block import rope_rotate
 
 from .pooling import (
+    SEGMENTS_MIN_WINDOW,
     coff,
     first_closing,
     gated_pool_segments,
@@ -77,7 +83,7 @@ from .pooling import (
 )
 from .tiling import CompressorTiling, default_tiling
 
-F32, BF16, I32, I64 = pypto.DT_FP32, pypto.DT_BF16, pypto.DT_INT32, pypto.DT_INT64
+F32, BF16, I32, I64, BOOL = pypto.DT_FP32, pypto.DT_BF16, pypto.DT_INT32, pypto.DT_INT64, pypto.DT_BOOL
 
 
 def build_project_kernel(cfg, ratio: int, tiling: CompressorTiling = None, run_mode=None, tokens: int | None = None,
@@ -177,9 +183,6 @@ def _one_source(src, idx, valid3, geo):
     return pypto.where(pypto.greater(valid3, 0.5), pypto.index_select(src, 0, idx), 0.0)
 
 
-SEGMENTS_MIN_WINDOW = 64  # windows this wide pool their last K slots as a segment of their own
-
-
 def _slot_segments(state, kv_rows, score_rows, idx, mk, geo, K: int):
     """A [NT, W] window tile's slots as two segments for `gated_pool_segments`, none copied:
     every slot from the state cache ([NT, W, d], the slots whose chunk is there) and the last
@@ -251,6 +254,15 @@ def reads_state_first(ratio: int, first_pos: int | None) -> bool:
     return first_pos is None and window_size(ratio) < SEGMENTS_MIN_WINDOW
 
 
+def reads_state_views(ratio: int, first_pos: int | None) -> bool:
+    """Whether the pool kernel reads each window's slots as one view of the state cache where
+    every slot is there and each window's rows are consecutive (`KernelMeta.state_first`): at
+    decode (`first_pos` None) with wide windows (ratio 128: a window is one run of positions,
+    inside one state page where the page is a multiple of the window). Nothing is gathered:
+    each window's W rows are read in place from its first row (`KernelMeta.win_base`)."""
+    return first_pos is None and window_size(ratio) >= SEGMENTS_MIN_WINDOW
+
+
 def gathered_slot_bytes(ratio: int, head_dim: int, windows: int, seq: int, first_pos: int | None = None,
                         tile: int = 1) -> int:
     """Bytes the pool kernel's slot gathers read (fp32 kv and score chunks): a window read
@@ -259,6 +271,8 @@ def gathered_slot_bytes(ratio: int, head_dim: int, windows: int, seq: int, first
     alone: `reads_state_first`, the path a call whose every slot has its state row takes), any
     other gathered window (`gathered_windows`) every slot from this call's rows; a window read
     as views gathers nothing."""
+    if reads_state_views(ratio, first_pos):
+        return 0
     W = window_size(ratio)
     slots = gathered_windows(ratio, windows, tile, first_pos) * W
     if not reads_state_first(ratio, first_pos):
@@ -298,6 +312,50 @@ def _view_slots(blocks, off, geo):
     return pypto.view(blocks, [NT, W, HD], [off, 0, 0])
 
 
+def _state_view_tile(state_v, win_base, valid_b, masks, gamma, cos, sin, swap, off, geo, out):
+    """Steps 2–5 on the window tile [off, off + NT) whose every slot is in the state cache and
+    whose windows' rows are consecutive (`reads_state_views`), each window's entry written to
+    its row of `out`: per window, its kv and score chunks as views of the state cache seen as
+    [1, rows, 2·d] from its first row (`win_base`, read on the device), each selected to 0
+    where the slot is absent (`valid_b` [N, W, 1] bool, the valid mask as the host prepared
+    it), pooled, normed and rotated on its own (no gather, and no window waits on another)."""
+    W, HD, NT = geo[0], geo[1], geo[4]
+    ct = slot_channels(W, HD)
+    for t in range(NT):
+        b = win_base[off + t, 0]
+        pypto.set_vec_tile_shapes(slot_rows(W, ct, 1), W, ct)
+        vm, bias, keep = (pypto.view(m, [1, W, 1], [off + t, 0, 0]) for m in (*masks[:2], valid_b))
+        kv, sc = (pypto.where(keep, pypto.view(state_v, [1, W, HD], [0, b, c]), 0.0) for c in (0, HD))
+        pooled = gated_pool_tile(kv, sc, None, window=W, channels=HD, tile_rows=1, masks=(vm, bias))
+        n_nope, rot = _entry_tail(pooled, gamma, cos, sin, swap, off + t, geo, 1)
+        _store_entries(out, n_nope, rot, off + t, 1, HD - geo[2])
+
+
+def _entry_tail(pooled, gamma, cos, sin, swap, off, geo, rows):
+    """Steps 3–5 of `rows` pooled windows [rows, d] fp32 at window `off`: (nope lanes bf16
+    [rows, d − R], rotated rope lanes bf16 [rows, R])."""
+    HD, R, EPS, NT = geo[1], geo[2], geo[3], geo[4]
+    NOPE = HD - R
+    rows_hd, rows_r = (geo[5], geo[6]) if rows == NT else (1, 1)
+    pypto.set_vec_tile_shapes(rows_hd, HD)
+    pb = pypto.cast(to_bf16(pooled), F32)  # (3)
+    nrm = rms_norm(pb, HD, EPS, gamma)
+    n_nope = to_bf16(pypto.view(nrm, [rows, NOPE], [0, 0]))  # (4)
+    n_rope = to_bf16(pypto.view(nrm, [rows, R], [0, NOPE]))
+    ct = pypto.view(cos, [rows, R], [off, 0])
+    st = pypto.view(sin, [rows, R], [off, 0])
+    pypto.set_vec_tile_shapes(rows_r, R)
+    rot = to_bf16(rope_rotate(pypto.cast(n_rope, F32), ct, st, swap))  # (5)
+    return n_nope, rot
+
+
+def _store_entries(out, n_nope, rot, off, rows, nope):
+    """A tile's entries (nope lanes, rotated rope lanes) into rows [off, off + rows) of out."""
+    pypto.set_vec_tile_shapes(rows, out.shape[1])
+    pypto.assemble(n_nope, [off, 0], out)
+    pypto.assemble(rot, [off, nope], out)
+
+
 def _pool_tile(state, kv_rows, score_rows, kv_blk, score_blk, kv_state, score_state, tok, masks, gamma,
                cos, sin, swap, off, geo, sources):
     """Steps 2–5 on the window tile [off, off + NT): (nope lanes bf16 [NT, HD − R], rotated rope
@@ -305,8 +363,7 @@ def _pool_tile(state, kv_rows, score_rows, kv_blk, score_blk, kv_state, score_st
     read_state, views, state_only): state_only True gathers every slot from the state cache
     (`_one_source`), views True reads the slots as views of `kv_blk` / `score_blk`
     (`_view_slots`), else both sources are gathered (`_slot_tile`, `_slot_segments`)."""
-    W, HD, R, EPS, NT, rows_hd, rows_r = geo
-    NOPE = HD - R
+    W, HD, NT = geo[0], geo[1], geo[4]
     pypto.set_vec_tile_shapes(max(1, min(NT, VEC_OPERAND_ELEMS // W)), W)
     idx = [pypto.view(t, [NT, W], [off, 0]) for t in (kv_state, score_state, tok)]
     ct = slot_channels(W, HD)
@@ -326,16 +383,7 @@ def _pool_tile(state, kv_rows, score_rows, kv_blk, score_blk, kv_state, score_st
         kv = _slot_tile(state, kv_rows, idx[0], idx[2], mk[2], mk[0], geo, sources[:2])
         sc = _slot_tile(state, score_rows, idx[1], idx[2], mk[2], mk[0], geo, sources[:2])
         pooled = gated_pool_tile(kv, sc, None, window=W, channels=HD, tile_rows=NT, masks=mk[:2])
-    pypto.set_vec_tile_shapes(rows_hd, HD)
-    pb = pypto.cast(to_bf16(pooled), F32)  # (3)
-    nrm = rms_norm(pb, HD, EPS, gamma)
-    n_nope = to_bf16(pypto.view(nrm, [NT, NOPE], [0, 0]))  # (4)
-    n_rope = to_bf16(pypto.view(nrm, [NT, R], [0, NOPE]))
-    ct = pypto.view(cos, [NT, R], [off, 0])
-    st = pypto.view(sin, [NT, R], [off, 0])
-    pypto.set_vec_tile_shapes(rows_r, R)
-    rot = to_bf16(rope_rotate(pypto.cast(n_rope, F32), ct, st, swap))  # (5)
-    return n_nope, rot
+    return _entry_tail(pooled, gamma, cos, sin, swap, off, geo, NT)
 
 
 def project_tile(cfg, ratio: int, tokens: int | None = None) -> int:
@@ -397,25 +445,24 @@ def build_pool_kernel(cfg, ratio: int, windows: int, tiling: CompressorTiling = 
     # the first window tile reads views too where no window is gathered (ratio 128)
     sources = (tok_slots(ratio, seq or W), reads_state(ratio, first_pos),
                VIEWS and gathered_windows(ratio, windows, NT, first_pos) == 0, False)
-    SEVERAL = NP > NT  # several window tiles: one write of all their entries after the loop
+    SV = reads_state_views(ratio, first_pos) and not rotate  # decode, wide windows: see below
+    # several window tiles, or windows that write their own rows of `out` (SV): one write of
+    # all their entries after the loop
+    SEVERAL = NP > NT or SV
     # a prefill chunk that reads the state cache (first_pos known): only its first window tile
     # can (a window that reaches before the chunk is one of its first two); the others read
     # this call's rows alone, as views where the chunk starts on a window boundary (ratio 4:
     # the first tile is gathered, its first window's earlier block precedes the chunk)
     PEEL = first_pos is not None and SEVERAL and (sources[1] or (VIEWS and not sources[2]))
     FIRST, rest = (1, (sources[0], False, VIEWS, False)) if PEEL else (0, sources)
-    # decode, narrow windows (ratio 4): where every slot is in the state cache (`state_first`,
-    # decided on the device: this call's rows were written there by the project kernel), the
-    # pool reads that one source, else both (`_slot_tile`); wide windows read this call's last
-    # slots as a segment of their own (`_slot_segments`), cheaper than a second branch
+    # decode: where every slot is in the state cache (`state_first`, decided on the device:
+    # this call's rows were written there by the project kernel), narrow windows (ratio 4)
+    # gather that one source, wide windows (ratio 128) read each window's rows as one view of
+    # it (`reads_state_views`, no gather); else both sources (`_slot_tile`; wide windows read
+    # this call's last slots as a segment of their own, `_slot_segments`)
     FROM_STATE = reads_state_first(ratio, first_pos)
     only = (*sources[:3], True)
     scale, MT = HD ** -0.5, NT
-
-    def _store_entries(out, n_nope, rot, off, rows):
-        pypto.set_vec_tile_shapes(rows, HD)
-        pypto.assemble(n_nope, [off, 0], out)
-        pypto.assemble(rot, [off, NOPE], out)
 
     def _keys(entry, had_nope, had_rope, rows):  # the Hadamard on the cube, scaled: (6)
         pypto.set_cube_tile_shapes([MT, MT], [64, 64], [HD, HD])
@@ -433,7 +480,8 @@ def build_pool_kernel(cfg, ratio: int, windows: int, tiling: CompressorTiling = 
                         state_bias: T([DYN, W, 1], F32), in_tok: T([DYN, W, 1], F32), tok_bias: T([DYN, W, 1], F32),
                         gamma: T([1, HD], F32),
                         cos: T([DYN, R], F32), sin: T([DYN, R], F32), swap: T([S], I32), pick: T([NP], I32),
-                        cmp_dst: T([1, NP], I64), any_row: T([1], I32), state_first: T([1], I32),
+                        cmp_dst: T([1, NP], I64), any_row: T([1], I32), state_v: T([1, DYN, 2 * C], F32),
+                        win_base: T([DYN, 1], I32), valid_b: T([DYN, W, 1], BOOL), state_first: T([1], I32),
                         out: T([DYN, HD], BF16), cmp_kv: T([DYN, HD], BF16)):
         n = kv_state.shape[0]
         masks = (valid, valid_bias, in_state, state_bias, in_tok, tok_bias)
@@ -441,25 +489,35 @@ def build_pool_kernel(cfg, ratio: int, windows: int, tiling: CompressorTiling = 
             for _ in pypto.loop(1, name="state_tile", idx_name="s"):
                 n_nope, rot = _pool_tile(state, kv_rows, score_rows, kv_blk, score_blk, kv_state, score_state, tok,
                                          masks, gamma, cos, sin, swap, 0, geo, sources)
-                _store_entries(out, n_nope, rot, 0, rows_hd)
-        for i in pypto.loop(FIRST, n // NT, name="window_tiles", idx_name="i"):  # the host pads N to NT
-            off = i * NT
-            if FROM_STATE:
-                if state_first[0] > 0:
-                    n_nope, rot = _pool_tile(state, kv_rows, score_rows, kv_blk, score_blk, kv_state, score_state,
-                                             tok, masks, gamma, cos, sin, swap, off, geo, only)
-                else:
-                    n_nope, rot = _pool_tile(state, kv_rows, score_rows, kv_blk, score_blk, kv_state, score_state,
-                                             tok, masks, gamma, cos, sin, swap, off, geo, rest)
+                _store_entries(out, n_nope, rot, 0, rows_hd, NOPE)
+        if SV:
+            if state_first[0] > 0:
+                for i in pypto.loop(n // NT, name="view_tiles", idx_name="i"):
+                    _state_view_tile(state_v, win_base, valid_b, masks, gamma, cos, sin, swap, i * NT, geo, out)
             else:
-                n_nope, rot = _pool_tile(state, kv_rows, score_rows, kv_blk, score_blk, kv_state, score_state, tok,
-                                         masks, gamma, cos, sin, swap, off, geo, rest)
-            if not SEVERAL:  # one tile: its entries into cmp_kv in place, straight from the tile
-                if any_row[i] > 0:
-                    pypto.set_vec_tile_shapes(rows_hd, HD)
-                    ent = pypto.index_select(pypto.concat([n_nope, rot], -1), 0, pick)
-                    cmp_kv[:] = pypto.scatter_update(cmp_kv, -2, cmp_dst, ent)
-            _store_entries(out, n_nope, rot, off, rows_hd)
+                for i in pypto.loop(n // NT, name="window_tiles", idx_name="i"):
+                    n_nope, rot = _pool_tile(state, kv_rows, score_rows, kv_blk, score_blk, kv_state, score_state,
+                                             tok, masks, gamma, cos, sin, swap, i * NT, geo, rest)
+                    _store_entries(out, n_nope, rot, i * NT, rows_hd, NOPE)
+        else:
+            for i in pypto.loop(FIRST, n // NT, name="window_tiles", idx_name="i"):  # the host pads N to NT
+                off = i * NT
+                if FROM_STATE:
+                    if state_first[0] > 0:
+                        n_nope, rot = _pool_tile(state, kv_rows, score_rows, kv_blk, score_blk, kv_state, score_state,
+                                                 tok, masks, gamma, cos, sin, swap, off, geo, only)
+                    else:
+                        n_nope, rot = _pool_tile(state, kv_rows, score_rows, kv_blk, score_blk, kv_state, score_state,
+                                                 tok, masks, gamma, cos, sin, swap, off, geo, rest)
+                else:
+                    n_nope, rot = _pool_tile(state, kv_rows, score_rows, kv_blk, score_blk, kv_state, score_state, tok,
+                                             masks, gamma, cos, sin, swap, off, geo, rest)
+                if not SEVERAL:  # one tile: its entries into cmp_kv in place, straight from the tile
+                    if any_row[i] > 0:
+                        pypto.set_vec_tile_shapes(rows_hd, HD)
+                        ent = pypto.index_select(pypto.concat([n_nope, rot], -1), 0, pick)
+                        cmp_kv[:] = pypto.scatter_update(cmp_kv, -2, cmp_dst, ent)
+                _store_entries(out, n_nope, rot, off, rows_hd, NOPE)
         if SEVERAL:  # the call's entries into cmp_kv in place, after the last tile (see the module)
             for j in pypto.loop(1, name="entries", idx_name="j"):
                 if any_row[j] > 0:
@@ -476,8 +534,9 @@ def build_pool_kernel(cfg, ratio: int, windows: int, tiling: CompressorTiling = 
                                tok_bias: T([DYN, W, 1], F32), gamma: T([1, HD], F32), cos: T([DYN, R], F32),
                                sin: T([DYN, R], F32), swap: T([S], I32), had_nope: T([NOPE, HD], BF16),
                                had_rope: T([R, HD], BF16), pick: T([NP], I32), cmp_dst: T([1, NP], I64),
-                               any_row: T([1], I32), state_first: T([1], I32), out: T([DYN, HD], BF16),
-                               cmp_kv: T([DYN, HD], BF16)):
+                               any_row: T([1], I32), state_v: T([1, DYN, 2 * C], F32),
+                               win_base: T([DYN, 1], I32), valid_b: T([DYN, W, 1], BOOL),
+                               state_first: T([1], I32), out: T([DYN, HD], BF16), cmp_kv: T([DYN, HD], BF16)):
         n = kv_state.shape[0]
         masks = (valid, valid_bias, in_state, state_bias, in_tok, tok_bias)
         if PEEL:  # as in compressor_pool

@@ -39,6 +39,13 @@ def window_size(ratio: int) -> int:
     return 2 * ratio if ratio == 4 else ratio
 
 
+# windows at least this wide (ratio 128) are whole runs of consecutive positions, one state
+# page holds each of them where the page is a multiple of the window: the pool kernel reads
+# such a window's state rows as one view (`kernel.reads_state_views`), and pools the last
+# slots of this call as a segment of their own where it gathers
+SEGMENTS_MIN_WINDOW = 64
+
+
 def coff(ratio: int) -> int:
     """Projection width in head dims: 2 for the overlapping ratio 4 (front and back half),
     else 1 (the official model's `coff = 1 + overlap`)."""

@@ -122,7 +122,9 @@ def compute_kernel(cfg: AttentionConfig, meta: KernelMeta, backend: str, x2d, wk
         [state.view(-1, HD), kv_rows.view(-1, HD), score_rows.view(-1, HD), kv_rows.view(-1, ratio, C),
          score_rows.view(-1, ratio, C), m.kv_state, m.score_state, m.tok,
          *slot_masks(m.valid, m.from_state), on_device(norm_weight.float().reshape(1, -1), dev), cos, sin,
-         on_device(swap_index(cfg.rope_dim), dev), *had, *writes, m.state_first, out, cmp_kv.view(-1, HD)],
+         on_device(swap_index(cfg.rope_dim), dev), *had, *writes, state.view(1, -1, 2 * C), m.win_base,
+         (m.valid > 0).unsqueeze(-1).contiguous(), m.state_first, out,
+         cmp_kv.view(-1, HD)],
         f"compressor_ratio{ratio}_pool" + ("_rotate" if rotate else ""))
     return StepValues(kv_rows[:T], score_rows[:T], out[:N])
 

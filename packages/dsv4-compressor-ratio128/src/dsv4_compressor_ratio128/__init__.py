@@ -17,7 +17,7 @@ golden, the kernels) to ratio 128 and the decode shape."""
 from dsv4_compressor_common import ROPE_ABI_CONSUMED, CompressorOut, StateMissingError, compress_windows, last_runs, project
 from dsv4_compressor_common.calls import public_functions
 
-__version__ = "0.2.11"
+__version__ = "0.2.12"
 RATIO = 128
 compressor_ratio128, make_caches = public_functions(__name__, "compressor_ratio128", RATIO, "decode")
 __all__ = ["RATIO", "ROPE_ABI_CONSUMED", "CompressorOut", "StateMissingError", "compress_windows", "compressor_ratio128",

@@ -16,9 +16,12 @@ SMALL_CASES = [
     Case("tiny-decode-S1", TINY, R, (127, 0, 255, 383), 1),
     Case("tiny-decode-S5", TINY, R, (124, 253, 3), 5),
     Case("tiny-decode-S132-two-windows", TINY, R, (0, 126), 132),
+    # state pages of a whole window (128 rows): the pool kernel reads each window as one view
+    # of the state cache (`reads_state_views`); the cases above (8-row pages, permuted) gather
+    Case("tiny-decode-S2-page128", TINY, R, (7, 126, 127, 254, 255), 2, state_page=128),
 ]
 _FLASH_STARTS = tuple([7, 10, 126, 127, 254, 255][i % 6] for i in range(64))
-FLASH_CASES = [Case("flash-decode-B64S2", FLASH, R, _FLASH_STARTS, 2)]
+FLASH_CASES = [Case("flash-decode-B64S2", FLASH, R, _FLASH_STARTS, 2, state_page=128)]  # the bench's pages
 
 # bench: {name: (config, tokens, closing windows, requests)}: decode with every request closing a window
 SCENARIOS = CaseSet.of("compressor_ratio128", R, SMALL_CASES, FLASH_CASES,
