@@ -6,10 +6,8 @@ positions from this call's rows (0). Both match the golden on the simulator."""
 
 import torch
 
-from dsv4_compressor_common.device import write_tags
 from dsv4_compressor_common.kernel import reads_state_first
-from dsv4_compressor_common.step import kernel_meta_for
-from dsv4_compressor_common.testing import Case, golden, make_inputs, plan_of
+from dsv4_compressor_common.testing import Case, checked_meta, golden, plan_of
 from dsv4_core import TINY, sim
 
 # two requests at 6, 7 close the window [0, 7]; request 0's new tokens have no state page
@@ -18,21 +16,13 @@ UNPAGED = Case("tiny-decode-S2-unpaged", TINY, 4, (6, 6), 2, state_page=2, unpag
 PAGED = Case("tiny-decode-S2-paged", TINY, 4, (6, 6), 2, state_page=2)
 
 
-def _checked_meta(case: Case):
-    inp = make_inputs(case)
-    meta = kernel_meta_for(case.config, 4, inp["start_pos"], case.seq, inp["state"], inp["state_block_table"],
-                           inp["cmp_slot_mapping"], inp["cmp_kv"])
-    write_tags(inp["state_pos"], meta)
-    return inp, meta, meta.tag_checked(inp["state_pos"])
-
-
 def test_only_decode_at_ratio_4_reads_the_state_first():
     assert reads_state_first(4, None)
     assert not reads_state_first(128, None) and not reads_state_first(4, 0) and not reads_state_first(4, 517)
 
 
 def test_state_first_holds_exactly_when_every_slot_has_its_state_row():
-    inp, meta, checked = _checked_meta(PAGED)
+    inp, meta, checked = checked_meta(PAGED)
     assert int(checked.state_first) == 1
     # this call's slots point at their own state rows (written by the project kernel first)
     plan = plan_of(PAGED, inp)
@@ -41,7 +31,7 @@ def test_state_first_holds_exactly_when_every_slot_has_its_state_row():
     tok_rows = plan.state_rows[plan.slot_tok.clamp(min=0)]
     assert torch.equal(meta.slot_row[new], tok_rows[new])
     assert torch.equal(meta.kv_state[new].long(), (tok_rows * 4 + plan.slot_half[None, :])[new])
-    _, meta, checked = _checked_meta(UNPAGED)
+    _, meta, checked = checked_meta(UNPAGED)
     assert int(checked.state_first) == 0
     assert (meta.slot_row[(meta.valid > 0) & (meta.from_state == 0)] == -1).any()
 

@@ -7,23 +7,13 @@ match the golden on the simulator, and a shifted RoPE position fails it."""
 
 import torch
 
-from dsv4_compressor_common.device import write_tags
 from dsv4_compressor_common.kernel import gathered_slot_bytes, reads_state_views
-from dsv4_compressor_common.step import kernel_meta_for
-from dsv4_compressor_common.testing import Case, golden, make_inputs, plan_of
+from dsv4_compressor_common.testing import Case, checked_meta, golden, plan_of
 from dsv4_core import TINY, sim
 
 # requests at 126, 127, 254, 255 close a window with S = 2 (on the 2nd / 1st token); 7 closes none
 WHOLE_PAGES = Case("tiny-decode-S2-page128", TINY, 128, (7, 126, 127, 254, 255), 2, state_page=128)
 SMALL_PAGES = Case("tiny-decode-S2-page8", TINY, 128, (7, 126, 127, 254, 255), 2)
-
-
-def _checked_meta(case: Case):
-    inp = make_inputs(case)
-    meta = kernel_meta_for(case.config, 128, inp["start_pos"], case.seq, inp["state"], inp["state_block_table"],
-                           inp["cmp_slot_mapping"], inp["cmp_kv"])
-    write_tags(inp["state_pos"], meta)
-    return inp, meta.tag_checked(inp["state_pos"])
 
 
 def test_only_decode_with_wide_windows_reads_state_views():
@@ -33,7 +23,7 @@ def test_only_decode_with_wide_windows_reads_state_views():
 
 
 def test_views_hold_exactly_where_each_window_is_one_run_of_cache_rows():
-    inp, checked = _checked_meta(WHOLE_PAGES)
+    inp, _, checked = checked_meta(WHOLE_PAGES)
     assert int(checked.state_first) == 1
     closing = checked.valid.sum(1) > 0
     assert closing.sum() == plan_of(WHOLE_PAGES, inp).num_windows == 4
@@ -41,7 +31,7 @@ def test_views_hold_exactly_where_each_window_is_one_run_of_cache_rows():
     rows = checked.slot_row[closing]
     assert (rows >= 0).all() and torch.equal(rows - rows[:, :1], torch.arange(128).expand_as(rows))
     assert torch.equal(checked.win_base.reshape(-1)[closing].long(), rows[:, 0])
-    _, checked = _checked_meta(SMALL_PAGES)  # 8-row pages, permuted: a window spans scattered pages
+    _, _, checked = checked_meta(SMALL_PAGES)  # 8-row pages, permuted: a window spans scattered pages
     assert int(checked.state_first) == 0
 
 

@@ -34,7 +34,7 @@ from .reference import compress_windows, project
 from .step import last_runs, run_step
 from .tiling import CompressorTiling, default_tiling
 
-__version__ = "0.2.12"
+__version__ = "0.2.13"
 # The RoPE ABI of the family's kernels and golden; the module packages consume RoPE only
 # through them, re-export this and fail at import (here) when the installed rope-tables
 # speaks another.

@@ -11,9 +11,19 @@ under `dsv4_compressor_common` outside this package imports it):
 """
 
 from .golden import CaseSet, bench, golden, traffic
-from .scenarios import CALL_ARGS, Case, call_args, clone_inputs, make_inputs, make_weights, plan_of, prefill_inputs
+from .scenarios import (
+    CALL_ARGS,
+    Case,
+    call_args,
+    checked_meta,
+    clone_inputs,
+    make_inputs,
+    make_weights,
+    plan_of,
+    prefill_inputs,
+)
 from .streams import PLANS, Stream, equivalence_reports, exact_stream, make_stream, run_stream, stream_reports
 
-__all__ = ["CALL_ARGS", "PLANS", "Case", "CaseSet", "Stream", "bench", "call_args", "clone_inputs",
+__all__ = ["CALL_ARGS", "PLANS", "Case", "CaseSet", "Stream", "bench", "call_args", "checked_meta", "clone_inputs",
            "equivalence_reports", "exact_stream", "golden", "make_inputs", "make_stream", "make_weights", "plan_of",
            "prefill_inputs", "run_stream", "stream_reports", "traffic"]

@@ -14,8 +14,9 @@ import torch
 from dsv4_core import AttentionConfig
 
 from ..calls import make_caches
+from ..device import write_tags
 from ..pooling import coff, window_size
-from ..step import make_plan
+from ..step import kernel_meta_for, make_plan
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,6 +131,17 @@ def plan_of(case: Case, inp: dict[str, Any]):
     """The step's plan for a case's inputs (`make_inputs`)."""
     return make_plan(case.config, case.ratio, inp["start_pos"], case.seq, inp["state_pos"], inp["state_block_table"],
                      inp["cmp_slot_mapping"], inp["cmp_kv"])
+
+
+def checked_meta(case: Case) -> tuple[dict[str, Any], Any, Any]:
+    """A case's inputs (`make_inputs`), its kernel metadata (`device.kernel_meta`) and that
+    metadata tag-checked after this call's tags are written (`KernelMeta.tag_checked`: the
+    slots, `state_first` and `win_base` the pool kernel receives)."""
+    inp = make_inputs(case)
+    meta = kernel_meta_for(case.config, case.ratio, inp["start_pos"], case.seq, inp["state"],
+                           inp["state_block_table"], inp["cmp_slot_mapping"], inp["cmp_kv"])
+    write_tags(inp["state_pos"], meta)
+    return inp, meta, meta.tag_checked(inp["state_pos"])
 
 
 def first_state_slots(case: Case, inp: dict[str, Any]) -> tuple[int, torch.Tensor]:
