@@ -244,3 +244,71 @@ def test_gathered_bytes_count_a_runs_rows_once():
     csa = gathered_bytes(FLASH, 1024, 192 + 512, group=16, step_tokens=1024, per_token_compressed=True)
     assert csa == 2 * (64 * 2 * 192 + 1024 * 512) * D
     assert csa < gathered_bytes(FLASH, 1024, W + 512, step_tokens=1024)
+
+
+def test_paged_gathered_bytes_count_the_compressed_columns_only():
+    from dsv4_core import FLASH
+    from dsv4_sparse_attn_common import gathered_bytes
+
+    W, D = FLASH.window, FLASH.head_dim
+    # SWA decode, paged: the window (ring page and step rows) is read in place
+    assert gathered_bytes(FLASH, 128, W + 2, compressed=False, group=2, step_tokens=2, paged=True) == 0.0
+    # HCA decode at 64K, runs of 2: W + 2 window columns, then 512 entries → 672-column tiles
+    assert gathered_bytes(FLASH, 128, W + 2 + 512, group=2, step_tokens=2, paged=True) == 2 * 64 * (672 - 130) * D
+
+
+def _taken_rows(idx, positions, pages, P):
+    """Each token's sorted physical rows of `resolve_rows` (the golden's one KV source)."""
+    from dsv4_sparse_attn_common import resolve_rows
+
+    rows = resolve_rows(idx, positions, window=W, ring_pages=pages, num_ring_pages=P)
+    return [sorted(r[r >= 0].tolist()) for r in rows]
+
+
+@pytest.mark.parametrize("pos0,S", [((0, 5), 1), ((3, 126), 2), ((127, 400), 2), ((129, 1000), 3), ((7,), 4)])
+def test_paged_window_rows_take_the_same_rows_as_the_window_rows(pos0, S):
+    """The ring page's order takes, token by token, exactly the rows of `window_indices`:
+    the same positions (young requests, wrap-around, a step of several tokens)."""
+    from dsv4_sparse_attn_common import paged_window_rows
+
+    p = torch.tensor(pos0)[:, None] + torch.arange(S)[None, :]
+    B = p.shape[0]
+    pages = torch.arange(B).flip(0) + 1
+    P = B + 2
+    paged = paged_window_rows(p, W)
+    assert paged.shape == (B * S, W + S) and paged.dtype == torch.int32
+    assert _taken_rows(paged, p, pages, P) == _taken_rows(window_indices(p, W), p, pages, P)
+    # a perturbed layout (one slot too many) is told apart
+    bad = paged.clone()
+    bad[0, (int(p[0, 0]) % W)] = int(p[0, 0]) % W
+    assert _taken_rows(bad, p, pages, P) != _taken_rows(window_indices(p, W), p, pages, P)
+
+
+def test_paged_rows_share_a_run_and_tile_to_32():
+    from dsv4_sparse_attn_common import kv_tile, share_group
+
+    assert share_group(0, 64, 2) == 1 and share_group(0, 64, 2, paged=True) == 2  # SWA decode runs when paged
+    assert share_group(128, 64, 2, paged=True) == 2
+    assert kv_tile(W + 2) == 192 and kv_tile(W + 2, paged=True) == 160
+    assert index_rows(torch.tensor([[300, 301]]), window=W, compress_ratio=0, paged=True).shape == (2, W + 2)
+
+
+def test_window_masks_select_by_page_and_slot():
+    """The paged masks: a ring slot where the request's page is in the cache, a step token
+    up to the token's own slot; a run's union over its tokens; −1e30 bias elsewhere."""
+    from dsv4_sparse_attn_common import paged_window_rows
+    from dsv4_sparse_attn_common.kernel import M_SLOT, META_COLS, window_masks
+
+    p = torch.tensor([[200, 201], [300, 301]])
+    idx = paged_window_rows(p, W)
+    req = torch.tensor([0, 0, 1, 1], dtype=torch.int32)
+    meta = torch.zeros(4, META_COLS)
+    meta[:, M_SLOT] = torch.tensor([0.0, 1.0, 0.0, 1.0])
+    bt = torch.tensor([[3], [-1]], dtype=torch.int32)  # request 1's page is outside the cache
+    keep, bias = window_masks(idx, req, meta, bt, 4, W, 2)
+    assert keep.shape == (2, W + 2, 1) and bias.shape == (4, W + 2)
+    taken = bias == 0
+    assert torch.equal(taken[:2], idx[:2] >= 0)  # request 0: every id it holds
+    assert not taken[2:, :W].any() and taken[3, W:].all() and taken[2, W] and not taken[2, W + 1]
+    assert torch.equal(keep[0, :, 0] > 0, taken[0] | taken[1]) and torch.equal(keep[1, :, 0] > 0, taken[2] | taken[3])
+    assert (bias[~taken] == -1e30).all()

@@ -31,6 +31,7 @@ from .indexing import (
     index_rows,
     index_rows_unchecked,
     kv_source,
+    paged_window_rows,
     prepare,
     resolve_rows,
     visible_entries,
@@ -56,6 +57,9 @@ from .kernel import (
     kv_tile,
     looped_row_tiles,
     pad_rows,
+    page_bases,
+    paged_segment,
+    paged_window,
     ring_segment,
     run_sparse_attn,
     share_group,
@@ -65,6 +69,7 @@ from .kernel import (
     tile_segments,
     token_meta,
     window_layout,
+    window_masks,
     window_segment,
 )
 from .perf import gathered_bytes, traffic
@@ -76,7 +81,7 @@ from .reference import (
 )
 from .validate import validate_attention_args
 
-__version__ = "0.4.0"
+__version__ = "0.4.1"
 ROPE_ABI_CONSUMED = "dsv4-rope/1"
 require_abi("dsv4-sparse-attn-common", ROPE_ABI_CONSUMED)
 
@@ -92,5 +97,6 @@ __all__ = [
     "decode_kernel_inputs", "index_rows_unchecked", "kernel_inputs", "rope_rows_unchecked", "token_meta",
     "window_rows", "compressed_segment", "fold_segments", "tile_segments", "window_segment",
     "decode_rows", "group_meta", "share_group", "shared_segment", "window_columns", "window_span", "ring_segment",
-    "step_columns", "looped_row_tiles", "LOOP_MIN_TILES", "window_layout",
+    "step_columns", "looped_row_tiles", "LOOP_MIN_TILES", "window_layout", "paged_window_rows", "paged_window",
+    "paged_segment", "page_bases", "window_masks",
 ]

@@ -19,7 +19,7 @@ from dsv4_rope_tables import profile_for_ratio, rope_rows
 from dsv4_rope_tables.tables import frequencies
 
 from .indexing import check_positions_grid, index_rows, index_rows_unchecked, prepare, resolve_rows
-from .kernel import KernelInputs, run_sparse_attn, share_group
+from .kernel import KernelInputs, kv_tile, paged_window, run_sparse_attn, share_group
 from .reference import sparse_attention_exact, sparse_attention_reference
 from .validate import validate_attention_args
 
@@ -66,12 +66,13 @@ def rope_rows_unchecked(profile, positions: torch.Tensor) -> tuple[torch.Tensor,
 def kernel_inputs(cfg, positions: torch.Tensor, indices: torch.Tensor, *, kv: torch.Tensor, kv_cache: torch.Tensor,
                   block_table: torch.Tensor, compress_ratio: int = 0, cmp_kv: torch.Tensor | None = None,
                   cmp_block_table: torch.Tensor | None = None, validate: bool = True,
-                  name: str = "indices", group: int = 1) -> KernelInputs:
+                  name: str = "indices", group: int = 1, paged: bool = False) -> KernelInputs:
     """The kernel's view of a call: the caches as they are, the logical index rows and the
     RoPE rows at the query positions. validate=True first runs the value checks that read
     positions, indices and tables back (`resolve_rows`' refusals, the RoPE range);
     validate=False reads nothing back (the kernel selects nothing for an out-of-range entry).
-    `group`: the row-sharing runs the index rows were built with (`share_group`)."""
+    `group`: the row-sharing runs the index rows were built with (`share_group`); `paged`:
+    their window columns are in the ring page's order (`paged_window_rows`)."""
     prof = profile_for_ratio(cfg, compress_ratio)
     if validate:
         resolve_rows(indices, positions, window=cfg.window, ring_pages=block_table, num_ring_pages=kv_cache.shape[0],
@@ -83,16 +84,18 @@ def kernel_inputs(cfg, positions: torch.Tensor, indices: torch.Tensor, *, kv: to
         cos, sin = rope_rows_unchecked(prof, positions)
     dev = kv.device
     return KernelInputs(kv, kv_cache, block_table, on_device(positions, dev), on_device(indices, dev), compress_ratio,
-                        cmp_kv, cmp_block_table, on_device(cos, dev), on_device(sin, dev), group)
+                        cmp_kv, cmp_block_table, on_device(cos, dev), on_device(sin, dev), group, paged)
 
 
 def attend(cfg, backend: str, q: torch.Tensor, res: Resolved, attn_sink: torch.Tensor, wo_a: torch.Tensor,
-           wo_b: torch.Tensor, *, name: str = "sparse_attn") -> torch.Tensor:
-    """The torch golden of a resolved call (the 'torch' backend)."""
+           wo_b: torch.Tensor, *, name: str = "sparse_attn", paged: bool = False) -> torch.Tensor:
+    """The torch golden of a resolved call (the 'torch' backend), tiled as the kernel tiles
+    its rows (`kv_tile`; `paged`: paged window rows)."""
     dev = q.device
     cos, sin = res.cos.to(dev), res.sin.to(dev)
     return sparse_attention_reference(q, res.src, res.rows, attn_sink, cos, sin, wo_a, wo_b,
-                                      softmax_scale=cfg.softmax_scale).to(dev)
+                                      softmax_scale=cfg.softmax_scale,
+                                      tile=kv_tile(res.rows.shape[1], paged)).to(dev)
 
 
 def check_positions_shape(positions) -> None:
@@ -130,14 +133,16 @@ def decode_attention(q: torch.Tensor, kv: torch.Tensor, kv_cache: torch.Tensor, 
         raise ValueError(f"all tensors must be on one device: topk_idxs is on {topk_idxs.device}, q on {q.device}")
     be = resolve_backend(backend)
     tname = "indices" if topk_idxs is None else "topk_idxs"
-    g = share_group(compress_ratio, B, S)
+    paged = paged_window(compress_ratio)
+    g = share_group(compress_ratio, B, S, paged=paged)
     if be == "torch" or validate:
         p = check_positions_grid(positions)
-        idx = index_rows(p, window=cfg.window, compress_ratio=compress_ratio, topk_idxs=topk_idxs, group=g)
+        idx = index_rows(p, window=cfg.window, compress_ratio=compress_ratio, topk_idxs=topk_idxs, group=g,
+                         paged=paged)
     if be == "torch":
         res = resolve(cfg, p, idx, kv=kv, kv_cache=kv_cache, block_table=block_table, compress_ratio=compress_ratio,
                       cmp_kv=cmp_kv, cmp_block_table=cmp_block_table, name=tname)
-        return attend(cfg, be, q, res, attn_sink, wo_a, wo_b, name=name)
+        return attend(cfg, be, q, res, attn_sink, wo_a, wo_b, name=name, paged=paged)
     if not validate:
         if compress_ratio == 4 and topk_idxs is None:
             raise ValueError("topk_idxs is required for a CSA layer (compress_ratio 4)")
@@ -149,9 +154,10 @@ def decode_attention(q: torch.Tensor, kv: torch.Tensor, kv_cache: torch.Tensor, 
         cap = cmp_block_table.shape[-1] * cmp_kv.shape[1] if cmp_kv is not None else 0
         p = positions
         idx = index_rows_unchecked(p, window=cfg.window, compress_ratio=compress_ratio, topk_idxs=topk_idxs,
-                                   cmp_capacity=cap, group=g)
+                                   cmp_capacity=cap, group=g, paged=paged)
     ki = kernel_inputs(cfg, p, idx, kv=kv, kv_cache=kv_cache, block_table=block_table, compress_ratio=compress_ratio,
-                       cmp_kv=cmp_kv, cmp_block_table=cmp_block_table, validate=validate, name=tname, group=g)
+                       cmp_kv=cmp_kv, cmp_block_table=cmp_block_table, validate=validate, name=tname, group=g,
+                       paged=paged)
     return run_sparse_attn(cfg, be, q, ki, attn_sink, wo_a, wo_b, name=name)
 
 
@@ -159,9 +165,10 @@ def decode_rows(cfg, inputs: dict, *, compress_ratio: int) -> tuple[torch.Tensor
     """The logical index rows `decode_attention` builds for a decode scenario's inputs, and
     their row-sharing group."""
     p = inputs["positions"]
-    g = share_group(compress_ratio, *p.shape)
+    paged = paged_window(compress_ratio)
+    g = share_group(compress_ratio, *p.shape, paged=paged)
     return index_rows(p, window=cfg.window, compress_ratio=compress_ratio, topk_idxs=inputs.get("topk_idxs"),
-                      group=g), g
+                      group=g, paged=paged), g
 
 
 def decode_resolved(cfg, inputs: dict, *, compress_ratio: int) -> Resolved:
@@ -179,7 +186,8 @@ def decode_kernel_inputs(cfg, inputs: dict, *, compress_ratio: int) -> KernelInp
     idx, g = decode_rows(cfg, inputs, compress_ratio=compress_ratio)
     return kernel_inputs(cfg, p, idx, kv=inputs["kv"], kv_cache=inputs["kv_cache"],
                          block_table=inputs["block_table"], compress_ratio=compress_ratio,
-                         cmp_kv=inputs.get("cmp_kv"), cmp_block_table=inputs.get("cmp_block_table"), group=g)
+                         cmp_kv=inputs.get("cmp_kv"), cmp_block_table=inputs.get("cmp_block_table"), group=g,
+                         paged=paged_window(compress_ratio))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -188,15 +196,18 @@ class Golden:
     wo_a, wo_b and what `resolved(cfg, inputs) -> Resolved` reads): `reference` (bf16, the
     kernel's rounding points) and `exact` (fp64, no intermediate rounding), from the same
     physical rows; `kernel(cfg, inputs) -> KernelInputs` is what the public function hands
-    the kernel for the same inputs (the perturbed and timing runs use it)."""
+    the kernel for the same inputs (the perturbed and timing runs use it); `paged`: its
+    rows are paged window rows, tiled as the kernel tiles them (`kv_tile`)."""
 
     resolved: Callable[[Any, dict], Resolved]
     kernel: Callable[[Any, dict], KernelInputs] | None = None
+    paged: bool = False
 
     def reference(self, cfg, inputs: dict) -> torch.Tensor:
         r = self.resolved(cfg, inputs)
         return sparse_attention_reference(inputs["q"], r.src, r.rows, inputs["attn_sink"], r.cos, r.sin,
-                                          inputs["wo_a"], inputs["wo_b"], softmax_scale=cfg.softmax_scale)
+                                          inputs["wo_a"], inputs["wo_b"], softmax_scale=cfg.softmax_scale,
+                                          tile=kv_tile(r.rows.shape[1], self.paged))
 
     def exact(self, cfg, inputs: dict) -> torch.Tensor:
         r = self.resolved(cfg, inputs)
@@ -207,4 +218,4 @@ class Golden:
 def decode_golden(compress_ratio: int) -> Golden:
     """The golden of a decode package: its scenario inputs resolved by `decode_resolved`."""
     return Golden(functools.partial(decode_resolved, compress_ratio=compress_ratio),
-                  functools.partial(decode_kernel_inputs, compress_ratio=compress_ratio))
+                  functools.partial(decode_kernel_inputs, compress_ratio=compress_ratio), paged_window(compress_ratio))

@@ -104,9 +104,33 @@ def window_rows(positions: torch.Tensor, window: int, group: int = 1) -> torch.T
     return idx.reshape(B * S, window_columns(W, g)).to(torch.int32)
 
 
-def window_columns(window: int, group: int = 1) -> int:
+def paged_window_rows(positions: torch.Tensor, window: int) -> torch.Tensor:
+    """Decode window rows in the ring page's own order (`index_rows(paged=True)`): [B·S, W + S]
+    int32 for positions [B, S], nothing checked or read back. Column j < W is ring slot j,
+    which holds the latest position q < p0 (the request's first step position) with
+    q ≡ j (mod W); token (b, s) at position p takes it where max(0, p − W + 1) ≤ q, else −1.
+    Column W + s' is the step's token s', taken where s' ≤ s. A token sees the same
+    positions as in `window_rows`, in slot order: the kernel reads a request's window as
+    its ring page and its step rows as they are (`paged_segment`), nothing gathered."""
+    p = positions
+    B, S = p.shape
+    W = window
+    j = torch.arange(W, device=p.device)
+    p0 = p[:, :1, None]  # [B, 1, 1]
+    q = p0 - 1 - torch.remainder(p0 - 1 - j, W)  # [B, 1, W] the position slot j holds
+    ring = torch.where((q >= 0) & (q >= p[:, :, None] - W + 1), j, torch.full_like(q, -1))  # [B, S, W]
+    s = torch.arange(S, device=p.device)
+    step = torch.where(s[None, :] <= s[:, None], W + s[None, :], torch.full((S, S), -1, device=p.device))
+    rows = torch.cat([ring, step[None].expand(B, S, S)], -1)
+    return rows.reshape(B * S, W + S).to(torch.int32)
+
+
+def window_columns(window: int, group: int = 1, paged_step: int = 0) -> int:
     """Window columns of an index row: W per token, W − 1 + group for a run of `group`
-    tokens (`window_indices`)."""
+    tokens (`window_indices`); the ring page and the step, W + S, for paged rows of a step
+    of S = `paged_step` > 0 tokens (`paged_window_rows`)."""
+    if paged_step > 0:
+        return window + paged_step
     return window if group == 1 else window - 1 + group
 
 
@@ -115,11 +139,11 @@ def window_columns(window: int, group: int = 1) -> int:
 RUN_WINDOW_ALIGN = 64
 
 
-def window_span(window: int, group: int = 1, compress_ratio: int = 0) -> int:
+def window_span(window: int, group: int = 1, compress_ratio: int = 0, paged_step: int = 0) -> int:
     """Columns of an index row before its compressed entries: `window_columns`, and for CSA
     runs (group > 1: the run shares its window rows, each token keeps its own top-k) padded
     with −1 to a multiple of RUN_WINDOW_ALIGN (W = 128, runs of 16: 143 → 192)."""
-    ww = window_columns(window, group)
+    ww = window_columns(window, group, paged_step)
     if compress_ratio == 4 and group > 1:
         return -(-ww // RUN_WINDOW_ALIGN) * RUN_WINDOW_ALIGN
     return ww
@@ -140,18 +164,20 @@ def compressed_indices(entries: torch.Tensor, window: int, step_tokens: int) -> 
 
 
 def index_rows(positions: torch.Tensor, *, window: int, compress_ratio: int,
-               topk_idxs: torch.Tensor | None = None, group: int = 1) -> torch.Tensor:
+               topk_idxs: torch.Tensor | None = None, group: int = 1, paged: bool = False) -> torch.Tensor:
     """The logical index rows [B·S, W + k] int32 of a layer kind for positions [B, S]:
     columns [0, W) the window (`window_indices`), then the compressed entries as W + S + c —
     CSA (ratio 4): one column per top-k column after the causal cut (`causal_topk`); HCA
     (ratio 128): every visible entry in order (`visible_entry_columns`); SWA (ratio 0): none.
     `topk_idxs` is required by CSA and refused by the other kinds. group > 1: runs of
     `group` tokens share one window column layout (`window_indices`); a CSA row's window
-    part is then `window_span` wide (−1 padding) and its top-k columns stay the token's own."""
+    part is then `window_span` wide (−1 padding) and its top-k columns stay the token's own.
+    paged (a decode step): the window columns in the ring page's order (`paged_window_rows`)."""
     kind = kind_for_ratio(compress_ratio)
     p = check_positions_grid(positions)
     S = p.shape[1]
-    parts = [_pad_window(window_indices(p, window, group), window_span(window, group, compress_ratio))]
+    win = paged_window_rows(p, window) if paged else window_indices(p, window, group)
+    parts = [_pad_window(win, window_span(window, group, compress_ratio, S if paged else 0))]
     if kind == "csa":
         if topk_idxs is None:
             raise ValueError("topk_idxs is required for a CSA layer (compress_ratio 4)")
@@ -166,7 +192,7 @@ def index_rows(positions: torch.Tensor, *, window: int, compress_ratio: int,
 
 def index_rows_unchecked(positions: torch.Tensor, *, window: int, compress_ratio: int,
                          topk_idxs: torch.Tensor | None = None, cmp_capacity: int = 0,
-                         group: int = 1) -> torch.Tensor:
+                         group: int = 1, paged: bool = False) -> torch.Tensor:
     """The logical index rows of `index_rows` for `validate=False`: device ops on the
     positions' / top-k's device, nothing read back, nothing refused. Window columns as
     `window_rows`; CSA: W + S + c for each top-k c ≥ 0 (no causal cut here: the kernel masks
@@ -177,7 +203,8 @@ def index_rows_unchecked(positions: torch.Tensor, *, window: int, compress_ratio
     kind = kind_for_ratio(compress_ratio)
     B, S = positions.shape
     W = window
-    parts = [_pad_window(window_rows(positions, W, group), window_span(W, group, compress_ratio))]
+    win = paged_window_rows(positions, W) if paged else window_rows(positions, W, group)
+    parts = [_pad_window(win, window_span(W, group, compress_ratio, S if paged else 0))]
     if kind == "csa":
         tk = topk_idxs.to(torch.int64)
         parts.append(torch.where(tk >= 0, tk + W + S, torch.full_like(tk, -1)).to(torch.int32))

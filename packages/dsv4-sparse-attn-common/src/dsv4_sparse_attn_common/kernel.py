@@ -2,7 +2,9 @@
 in-kernel resolution and gather of the paged caches read in place (`window_segment`: ring
 pages through the window block table and the step's kv, for the window's last
 `step_columns`; `ring_segment`: the ring alone, for the others; `compressed_segment`: compressed
-pages through their block table; `index_select`, masked by a select), tiled online softmax
+pages through their block table; `index_select`, masked by a select; `paged_segment`: a decode
+step's window as each request's ring page and step rows, views of the caches read in place,
+nothing gathered), tiled online softmax
 with sink (`fold_segments`; `sink_softmax_tile` is the one-tile form), inverse RoPE
 (dsv4-rope-tables' `rope_rotate`), grouped output projection (`grouped_oproj`).
 `build_sparse_attn_kernel(cfg, default_tiling(cfg, T, K))` builds it per config and
@@ -54,17 +56,21 @@ KV_TILE_MAX = 1024
 # columns 545 (16-row selects); 16-row steps model no faster (656 columns 462 µs vs 704
 # 461; prefill HCA T=1024 at 64K 784 columns 2375 µs vs 832 2292)
 KV_ROUND = 64
+# paged rows (`paged_window_rows`: W + S window columns) round to 32: FLASH SWA decode, W + 2
+# = 130 columns: 160-column tiles 279.4 µs, 192-column 293.9, 144-column 281.2
+PAGED_KV_ROUND = 32
 
 
-def kv_tile(rows_per_token: int) -> int:
+def kv_tile(rows_per_token: int, paged: bool = False) -> int:
     """Rows per online-softmax tile for index rows of this width: the fewest tiles of at
-    most KV_TILE_MAX rows, each rounded up to KV_ROUND (K = 1152 → 2 × 576, not 1024 + 128),
-    at least 128. The golden tiles the same way (its bf16 probabilities depend on the
-    running max at each tile)."""
+    most KV_TILE_MAX rows, each rounded up to KV_ROUND (PAGED_KV_ROUND for paged rows;
+    K = 1152 → 2 × 576, not 1024 + 128), at least 128. The golden tiles the same way (its
+    bf16 probabilities depend on the running max at each tile)."""
     k = max(1, rows_per_token)
     n = -(-k // KV_TILE_MAX)  # tiles
     per_tile = -(-k // n)
-    return max(128, -(-per_tile // KV_ROUND) * KV_ROUND)
+    r = PAGED_KV_ROUND if paged else KV_ROUND
+    return max(128, -(-per_tile // r) * r)
 
 
 def finalize_heads(head_dim: int) -> int:
@@ -83,7 +89,7 @@ def attn_tile_tokens(tokens: int) -> int:
     return 8 if tokens <= 8 else 16
 
 
-def share_group(compress_ratio: int, batch: int, seq: int) -> int:
+def share_group(compress_ratio: int, batch: int, seq: int, paged: bool = False) -> int:
     """Tokens per row-sharing group for a call of `batch` requests × `seq` tokens on a layer
     of `compress_ratio`: runs of consecutive tokens of one request whose window rows and
     compressed entries the kernel reads once for the whole run (`shared_segment`) — the
@@ -93,19 +99,32 @@ def share_group(compress_ratio: int, batch: int, seq: int) -> int:
     a one-request call of at least one tile (a prefill chunk: its tokens' windows overlap
     in all but a few rows; FLASH CSA decode B=64 × S=2 at 64K in runs of 2: 587.0 → 646.9
     µs total, PRO B=1 × S=2 padded to a run of 8: 453.5 → 468.5 µs of kernel).
-    Calls where a run would cross a request: 1 (per token)."""
+    Calls where a run would cross a request: 1 (per token). paged (a decode step whose
+    window rows are its ring page and step, `paged_window_rows`): SWA runs too, their
+    window being W + S columns whatever the run.
+    """
     if seq == 1:
         return 1
     tt = attn_tile_tokens(batch * seq)
     if compress_ratio == 4:
         return tt if batch == 1 and seq >= tt else 1
-    if compress_ratio == 0 and seq < tt:
+    if compress_ratio == 0 and seq < tt and not paged:
         # SWA decode: a short run's W − 1 + S window rows pad to a wider tile than a token's W
         # (FLASH B=64, S=2: 383 µs per token, 418 in runs of 2)
         return 1
     if batch == 1 or seq % tt == 0:
         return tt
     return seq if tt % seq == 0 else 1
+
+
+def paged_window(compress_ratio: int) -> bool:
+    """Whether a decode step on a layer of `compress_ratio` reads its window as paged rows
+    (`paged_window_rows`: each request's ring page and step rows as views of the caches,
+    nothing gathered): SWA and HCA, whose step tokens share their window in runs
+    (`share_group`). CSA keeps the gathered window: its tokens attend per token, and the
+    paged rows' two extra columns widen its 640-column tiles to 672 (FLASH decode at 64K:
+    kernel 411.5 → 440.8 µs, total 554.8 → about 553 with the smaller gather charge)."""
+    return compress_ratio != 4
 
 
 # pypto 0.2.0's cost model fails to take in ("Errcode: FFFFFF", CostModel::ParseInput::
@@ -117,10 +136,11 @@ def share_group(compress_ratio: int, batch: int, seq: int) -> int:
 WIDE_PG_UPPER_BOUND = 2000
 
 
-def default_tiling(cfg, tokens: int = 1, rows_per_token: int = 128) -> AttnTiling:
+def default_tiling(cfg, tokens: int = 1, rows_per_token: int = 128, paged: bool = False) -> AttnTiling:
     """Tiles for `cfg` and a call of `tokens` query tokens with index rows of
-    `rows_per_token` columns (the kernel is built per call): attention over tiles of 8 or 16
-    tokens and `kv_tile` rows, the output projection over up to 256 tokens at once."""
+    `rows_per_token` columns (the kernel is built per call; `paged`: paged window rows):
+    attention over tiles of 8 or 16 tokens and `kv_tile` rows, the output projection over
+    up to 256 tokens at once."""
     h = cfg.num_heads
     m = max(16, min(h, 64))
     tt = attn_tile_tokens(tokens)
@@ -129,7 +149,7 @@ def default_tiling(cfg, tokens: int = 1, rows_per_token: int = 128) -> AttnTilin
     # `to`, so shorter calls keep 128 and waste less padding)
     to = min((256 if tokens >= 1024 else 128) // tt * tt, -(-tokens // tt) * tt)
     mo = max(16, min(128, to))
-    kt = kv_tile(rows_per_token)
+    kt = kv_tile(rows_per_token, paged)
     nk = max(1, -(-rows_per_token // kt))
     # more than 64 heads over two or more row tiles (PRO CSA decode): the lower partition
     # bound, and the step's kv gathered over the whole window — the ring-only segment
@@ -395,6 +415,36 @@ def shared_segment(ring, step, ring_bt, cmp, cmp_bt, kind: str, ids, gids, req, 
     return rows, _keep_bias(tk)
 
 
+def paged_segment(ring_v, step_v, pbase, wkeep, wbias, *, tt: int, groups: int, off, base, a: int, n: int, w: int,
+                  s: int, d: int):
+    """Window columns [a, a + n) of paged rows (`paged_window_rows`: ring slot j, or the
+    step's token s' at W + s') for a tile of tt tokens at `off` in `groups` row sets
+    (tt: per token; fewer: runs of one request, `share_group`) from `base`: each set's
+    ring page and step rows read in place as views of the caches (ring_v / step_v [1,
+    rows, D], from its pbase row: the page's first row and its request's first step row,
+    `page_bases`), zeros after them, each column's row kept where the set's wkeep [·, n, 1]
+    f32 is 1 and zero elsewhere (a select: a NaN in a slot no token of the set takes
+    never reaches an output) → (rows [groups, n, D] bf16, each token's bias [tt, n] f32
+    from wbias; `window_masks`)."""
+    pypto.set_vec_tile_shapes(1, min(n, IDX_TILE), 1)  # [.., 1] lanes pad to 32 bytes
+    k3 = pypto.gt(pypto.view(wkeep, [groups, n, 1], [base, a, 0]), 0.5)
+    sets = []
+    for k in range(groups):
+        parts = []
+        if a < w:
+            parts.append(pypto.view(ring_v, [1, min(a + n, w) - a, d], [0, pbase[base + k, 0] + a, 0]))
+        lo, hi = max(a, w), min(a + n, w + s)
+        if hi > lo:
+            parts.append(pypto.view(step_v, [1, hi - lo, d], [0, pbase[base + k, 1] + (lo - w), 0]))
+        pad = n - (min(a + n, w) - a if a < w else 0) - max(0, hi - lo)
+        pypto.set_vec_tile_shapes(1, row_tile(n), d)
+        if pad:
+            parts.append(pypto.full([1, pad, d], 0.0, pypto.DT_BF16))
+        rows = parts[0] if len(parts) == 1 else pypto.concat(parts, 1)
+        sets.append(pypto.where(pypto.view(k3, [1, n, 1], [k, 0, 0]), rows, 0.0))
+    return (sets[0] if groups == 1 else pypto.concat(sets, 0)), pypto.view(wbias, [tt, n], [off, a])
+
+
 # compressed-only row tiles from which the kernel loops over them (`looped_row_tiles`)
 # instead of unrolling them: an unrolled kernel's graph grows with its row tiles, and the
 # simulator's for HCA decode at 1M context (9 row tiles) grew until it was killed for memory
@@ -428,16 +478,23 @@ def step_columns(window_cols: int, step_tokens: int = 0, group: int = 1) -> int:
 
 
 def window_layout(window: int, group: int = 1, step_tokens: int = 0, step_split: bool = True,
-                  per_token_compressed: bool = False) -> tuple[int, int]:
+                  per_token_compressed: bool = False, paged: bool = False) -> tuple[int, int]:
     """(ws, tail) of the index rows a kernel built with these reads: ws columns before the
     compressed ones (`window_columns`; CSA runs, `per_token_compressed` with group > 1:
     `window_span`, the window padded with −1) and, of them, the last `tail` that may read
     the step's kv (`step_columns`, every window column without `step_split`, plus the
-    padding)."""
-    ww = window_columns(window, group)
-    ws = window_span(window, group, 4) if per_token_compressed and group > 1 else ww
-    tail = step_columns(ww, step_tokens, group) if step_split else ww
+    padding). paged (`paged_window_rows`): W + S window columns, all one paged segment."""
+    ps = step_tokens if paged else 0
+    ww = window_columns(window, group, ps)
+    ws = window_span(window, group, 4, ps) if per_token_compressed and group > 1 else ww
+    tail = step_columns(ww, step_tokens, group) if step_split and not paged else ww
     return ws, tail + ws - ww
+
+
+def paged_columns(tl: AttnTiling, window_cols: int, compressed: bool) -> int:
+    """Columns of the paged window masks (`window_masks`): the paged segment's, the window
+    columns, and without a compressed cache every column (the row's padding joins it)."""
+    return window_cols if compressed else tl.nk * tl.kt
 
 
 def tile_segments(j: int, kt: int, w: int, compressed: bool, step_cols: int | None = None) -> list:
@@ -527,13 +584,15 @@ def _cube_pv(tl: AttnTiling, n: int) -> tuple:
 
 def build_sparse_attn_kernel(cfg, tiling: AttnTiling | None = None, run_mode=None, *, inverse_rope: bool = True,
                              cmp_block_size: int = 0, cmp_table_width: int = 0, group: int = 1,
-                             step_tokens: int = 0, per_token_compressed: bool = False):
+                             step_tokens: int = 0, per_token_compressed: bool = False, paged_window: bool = False):
     """The sparse-attention kernel for `cfg` (every size from the config), reading the paged
     caches in place:
 
         kernel(q [T, H, D] bf16, ring [P·W, D] bf16, step [N, D] bf16,
                [cmp [P2·blk, D] bf16, cmp_bt [B, M] i32,]  ring_bt [B, 1] i32,
-               idx [T, K] i32, req [T] i32, meta [T, 8] f32, sink [1, H, 1] f32,
+               ring_v [1, P·W, D] bf16, step_v [1, N, D] bf16, pbase [T / group, 2] i32,
+               wkeep [T / group, NW, 1] f32, wbias [T, NW] f32,
+               idx [T, K] i32, req [T] i32, meta [T, 8] f32, gidx, greq, gmeta, sink [1, H, 1] f32,
                cos [T, R] f32, sin [T, R] f32, swap [R] i32, wo_a [G·O, hpg·D] bf16,
                wo_b [hidden, G·O] bf16, out [T, hidden] bf16)
 
@@ -563,7 +622,14 @@ def build_sparse_attn_kernel(cfg, tiling: AttnTiling | None = None, run_mode=Non
     per_token_compressed (CSA runs): a run shares its window rows only; each token's
     compressed columns are its own top-k, gathered per token and attended with q per token
     ([T, H, D], the same memory). The window part of a row is then `window_span` wide (−1
-    padding after the window), so the tokens' own columns start on a whole tile."""
+    padding after the window), so the tokens' own columns start on a whole tile.
+
+    paged_window (a decode step, `paged_window`): the index rows' window columns are paged
+    (`paged_window_rows`: W ring slots in the page's order, then the S step tokens), read by
+    `paged_segment` from ring_v / step_v (the ring cache and the step's kv again, as [1,
+    rows, D]) at each row set's pbase row (`page_bases`), kept by wkeep and biased by wbias
+    over their first NW columns (`paged_columns`, `window_masks`). Otherwise those five
+    inputs are not read (NW = 1)."""
     tl = tiling or default_tiling(cfg)
     H, D, G, W = cfg.num_heads, cfg.head_dim, cfg.o_groups, cfg.window
     R = cfg.rope_dim
@@ -576,7 +642,9 @@ def build_sparse_attn_kernel(cfg, tiling: AttnTiling | None = None, run_mode=Non
     NG = TT // GR
     OWN_C = bool(per_token_compressed) and GR > 1  # compressed columns per token, window per run
     # WS columns before the compressed ones; of them, the last TAIL may read the step's kv
-    WS, TAIL = window_layout(W, GR, step_tokens, tl.step_split, OWN_C)
+    PAGED = bool(paged_window) and step_tokens > 0
+    S = int(step_tokens)
+    WS, TAIL = window_layout(W, GR, step_tokens, tl.step_split, OWN_C, PAGED)
     SCALE = float(cfg.softmax_scale)
     BLK, MW = int(cmp_block_size), int(cmp_table_width)
     compressed = BLK > 0
@@ -586,6 +654,7 @@ def build_sparse_attn_kernel(cfg, tiling: AttnTiling | None = None, run_mode=Non
     F32, BF16, I32 = pypto.DT_FP32, pypto.DT_BF16, pypto.DT_INT32
     DYN = pypto.DYNAMIC
     Tn = pypto.Tensor
+    NW = paged_columns(tl, WS, compressed) if PAGED else 1  # columns of the paged window masks
 
     def tile_views(q, req, meta, greq, gmeta, i, u):
         """Views of attention tile u of output tile i: (token offset, req, meta, q by group,
@@ -604,14 +673,18 @@ def build_sparse_attn_kernel(cfg, tiling: AttnTiling | None = None, run_mode=Non
         return (off, rq, mt, qs, goff, pypto.view(greq, [NG], [goff]),
                 pypto.view(gmeta, [NG, META_COLS], [goff, 0]))
 
-    def fold_tile(tv, segments, state, ring, step, cmp, cmp_bt, ring_bt, idx, gidx, sink):
+    def fold_tile(tv, segments, state, ring, step, cmp, cmp_bt, ring_bt, idx, gidx, sink, ring_v, step_v, pbase, wkeep,
+                  wbias):
         """Fold one row tile (its column segments [(kind, column, width)]) into the state."""
         off, rq, mt, qs, goff, grq, gmt = tv
         by_group = {}  # the tile's segments by the group their rows are shared in
         for kind, a, w in segments:
             ids = pypto.view(idx, [TT, w], [off, a])
             g = GR if GR > 1 and not (OWN_C and kind == "c") else 1
-            if g > 1:
+            if PAGED and kind == "w":
+                rows, bias = paged_segment(ring_v, step_v, pbase, wkeep, wbias, tt=TT, groups=TT // g, off=off,
+                                           base=off if g == 1 else goff, a=a, n=w, w=W, s=S, d=D)
+            elif g > 1:
                 gids = pypto.view(gidx, [NG, w], [goff, a])
                 rows, bias = shared_segment(ring, step, ring_bt, cmp, cmp_bt, kind, ids, gids, rq, grq, mt, gmt,
                                             tt=TT, groups=NG, n=w, w=W, blk=BLK, cap=BLK * MW, d=D)
@@ -692,10 +765,10 @@ def build_sparse_attn_kernel(cfg, tiling: AttnTiling | None = None, run_mode=Non
             views.append(pypto.view(src, shape, [0, 0, 0]))
         return tuple(views)
 
-    def body(q, ring, step, cmp, cmp_bt, ring_bt, idx, req, meta, gidx, greq, gmeta, sink, cos, sin, swap, wo_a,
-             wo_b, out):
+    def body(q, ring, step, cmp, cmp_bt, ring_bt, ring_v, step_v, pbase, wkeep, wbias, idx, req, meta, gidx, greq, gmeta,
+             sink, cos, sin, swap, wo_a, wo_b, out):
         n = idx.shape[0]  # tokens (q is [n / GR, GR·H, D])
-        cache = (ring, step, cmp, cmp_bt, ring_bt, idx, gidx, sink)
+        cache = (ring, step, cmp, cmp_bt, ring_bt, idx, gidx, sink, ring_v, step_v, pbase, wkeep, wbias)
         # straight-line code inside one loop body: pypto runs the code between two loops as
         # one root function and the root functions one after another, so the TO // TT
         # attention tiles and their NK row tiles are unrolled here (a pypto.loop per tile
@@ -735,23 +808,27 @@ def build_sparse_attn_kernel(cfg, tiling: AttnTiling | None = None, run_mode=Non
         @pypto.frontend.jit(runtime_options=backends.jit_options(run_mode), pass_options=passes)
         def sparse_attn(q: Tn([DYN, GR * H, D], BF16), ring: Tn([DYN, D], BF16), step: Tn([DYN, D], BF16),
                         cmp: Tn([DYN, D], BF16), cmp_bt: Tn([DYN, MW], I32), ring_bt: Tn([DYN, 1], I32),
-                        idx: Tn([DYN, NK * KT], I32), req: Tn([DYN], I32), meta: Tn([DYN, META_COLS], F32),
+                        ring_v: Tn([1, DYN, D], BF16), step_v: Tn([1, DYN, D], BF16), pbase: Tn([DYN, 2], I32),
+                        wkeep: Tn([DYN, NW, 1], F32), wbias: Tn([DYN, NW], F32), idx: Tn([DYN, NK * KT], I32),
+                        req: Tn([DYN], I32), meta: Tn([DYN, META_COLS], F32),
                         gidx: Tn([DYN, NK * KT], I32), greq: Tn([DYN], I32), gmeta: Tn([DYN, META_COLS], F32),
                         sink: Tn([1, H, 1], F32), cos: Tn([DYN, R], F32), sin: Tn([DYN, R], F32),
                         swap: Tn([R], I32), wo_a: Tn([G * OR, GIN], BF16), wo_b: Tn([DH, G * OR], BF16),
                         out: Tn([DYN, DH], BF16)):
-            body(q, ring, step, cmp, cmp_bt, ring_bt, idx, req, meta, gidx, greq, gmeta, sink, cos, sin, swap, wo_a,
-                 wo_b, out)
+            body(q, ring, step, cmp, cmp_bt, ring_bt, ring_v, step_v, pbase, wkeep, wbias, idx, req, meta, gidx, greq,
+                 gmeta, sink, cos, sin, swap, wo_a, wo_b, out)
     else:
         @pypto.frontend.jit(runtime_options=backends.jit_options(run_mode), pass_options=passes)
         def sparse_attn(q: Tn([DYN, GR * H, D], BF16), ring: Tn([DYN, D], BF16), step: Tn([DYN, D], BF16),
-                        ring_bt: Tn([DYN, 1], I32), idx: Tn([DYN, NK * KT], I32), req: Tn([DYN], I32),
+                        ring_bt: Tn([DYN, 1], I32), ring_v: Tn([1, DYN, D], BF16), step_v: Tn([1, DYN, D], BF16),
+                        pbase: Tn([DYN, 2], I32), wkeep: Tn([DYN, NW, 1], F32), wbias: Tn([DYN, NW], F32),
+                        idx: Tn([DYN, NK * KT], I32), req: Tn([DYN], I32),
                         meta: Tn([DYN, META_COLS], F32), gidx: Tn([DYN, NK * KT], I32), greq: Tn([DYN], I32),
                         gmeta: Tn([DYN, META_COLS], F32), sink: Tn([1, H, 1], F32), cos: Tn([DYN, R], F32),
                         sin: Tn([DYN, R], F32), swap: Tn([R], I32), wo_a: Tn([G * OR, GIN], BF16),
                         wo_b: Tn([DH, G * OR], BF16), out: Tn([DYN, DH], BF16)):
-            body(q, ring, step, None, None, ring_bt, idx, req, meta, gidx, greq, gmeta, sink, cos, sin, swap, wo_a,
-                 wo_b, out)
+            body(q, ring, step, None, None, ring_bt, ring_v, step_v, pbase, wkeep, wbias, idx, req, meta, gidx, greq,
+                 gmeta, sink, cos, sin, swap, wo_a, wo_b, out)
 
     return sparse_attn
 
@@ -791,6 +868,7 @@ class KernelInputs(NamedTuple):
     cos: torch.Tensor  # [T, R] fp32
     sin: torch.Tensor
     group: int = 1  # tokens per row-sharing group of the index rows (`share_group`; 1: none)
+    paged: bool = False  # window columns in the ring page's order (`paged_window_rows`, a decode step)
 
 
 def group_meta(idx: torch.Tensor, req: torch.Tensor, meta: torch.Tensor, group: int) -> tuple:
@@ -833,6 +911,35 @@ def token_meta(ki: KernelInputs, tokens_padded: int, device) -> tuple[torch.Tens
     return req, meta
 
 
+def page_bases(ring_bt: torch.Tensor, reqs: torch.Tensor, pages: int, window: int, step: int) -> torch.Tensor:
+    """[n, 2] i32 for the row sets of requests reqs [n] (tokens, or runs): each one's ring
+    page's first row page·W in the ring cache viewed as rows (0 where its block-table entry
+    is outside [0, pages): the kernel then takes none of its slots) and its request's first
+    row req·S in the step's kv. Device ops on O(step) metadata, nothing read back."""
+    page = ring_bt.reshape(-1)[reqs.long()]
+    ok = (page >= 0) & (page < pages)
+    return torch.stack([torch.where(ok, page * window, torch.zeros_like(page)), reqs * step], 1).to(torch.int32)
+
+
+def window_masks(ids: torch.Tensor, req: torch.Tensor, meta: torch.Tensor, ring_bt: torch.Tensor, pages: int,
+                 window: int, group: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The paged window columns' masks from their logical ids [Tp, n] (`paged_window_rows`;
+    device ops on O(step) index rows, nothing read back): (keep [Tp / group, n, 1] f32,
+    1 where a token of the row set takes the column's row; bias [Tp, n] f32, 0 where the
+    token takes it, −1e30 elsewhere). A ring slot j < W is taken where the request's page
+    is inside the ring cache, the step's token s' (id W + s') where s' ≤ the token's own
+    slot; −1 and any other id take nothing."""
+    W = window
+    page = ring_bt.reshape(-1)[req.long()]
+    page_ok = ((page >= 0) & (page < pages))[:, None]
+    y = ids.long() - W
+    keep = ((ids >= 0) & (ids < W) & page_ok) | ((y >= 0) & (y <= meta[:, M_SLOT].long()[:, None]))
+    bias = torch.where(keep, 0.0, -1e30).to(torch.float32)
+    Tp, n = ids.shape
+    union = keep.view(Tp // group, group, n).any(1).reshape(Tp // group, n, 1)
+    return union.to(torch.float32).contiguous(), bias.contiguous()
+
+
 def _int32(t: torch.Tensor) -> torch.Tensor:
     return t if t.dtype == torch.int32 else t.to(torch.int32)
 
@@ -852,7 +959,7 @@ def run_sparse_attn(cfg, backend: str, q, ki: KernelInputs, sink, wo_a, wo_b, *,
     cost model alone (out stays zero)."""
     T = q.shape[0]
     K = ki.indices.shape[1]
-    tl = tiling or default_tiling(cfg, T, K)
+    tl = tiling or default_tiling(cfg, T, K, ki.paged)
     Tp = -(-T // tl.to) * tl.to
     Kp = max(tl.kt, -(-K // tl.kt) * tl.kt)
     if Kp != tl.nk * tl.kt:
@@ -884,13 +991,23 @@ def run_sparse_attn(cfg, backend: str, q, ki: KernelInputs, sink, wo_a, wo_b, *,
         cbt = cbt.reshape(1, -1) if cbt.dim() == 1 else cbt
         blk, mw = ki.cmp_kv.shape[1], cbt.shape[1]
         head += [_rows_of(ki.cmp_kv), _int32(cbt).contiguous()]
-    args = head + [_int32(ki.block_table).reshape(-1, 1), idx, req, meta, *gx,
+    ring_bt = _int32(ki.block_table).reshape(-1, 1)
+    P, W = ki.kv_cache.shape[:2]
+    S = ki.positions.shape[1]
+    if ki.paged:
+        ws, _ = window_layout(W, g, S, tl.step_split, ki.compress_ratio == 4 and g > 1, True)
+        masks = window_masks(idx[:, :paged_columns(tl, ws, bool(ki.compress_ratio))], req, meta, ring_bt, P, W, g)
+    else:
+        masks = (torch.zeros(Tp // g, 1, 1, device=dev), torch.zeros(Tp, 1, device=dev))
+    args = head + [ring_bt, ki.kv_cache.view(1, -1, D), head[2].view(1, -1, D), page_bases(ring_bt, gx[1], P, W, S),
+                   *masks, idx, req, meta, *gx,
                    sink.float().reshape(1, H, 1).contiguous(), cp, spd, on_device(swap_index(R), dev),
                    wo_a.reshape(-1, wo_a.shape[-1]).contiguous(),
                    wo_b.contiguous(), out]
 
     kernel = build_sparse_attn_kernel(cfg, tl, backends.run_mode(backend), inverse_rope=inverse_rope,
                                       cmp_block_size=blk, cmp_table_width=mw, group=g,
-                                      step_tokens=ki.positions.shape[1], per_token_compressed=ki.compress_ratio == 4)
+                                      step_tokens=ki.positions.shape[1], per_token_compressed=ki.compress_ratio == 4,
+                                      paged_window=ki.paged)
     backends.launch(kernel, args, backend=backend, name=name, values=values)
     return out[:T]

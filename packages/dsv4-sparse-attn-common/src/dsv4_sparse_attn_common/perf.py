@@ -14,7 +14,7 @@ def traffic(cfg, tokens: int, rows_per_token: int) -> tuple:
 
 
 def gathered_bytes(cfg, tokens: int, rows_per_token: int, *, compressed: bool = True, group: int = 1,
-                   step_tokens: int = 0, per_token_compressed: bool = False) -> float:
+                   step_tokens: int = 0, per_token_compressed: bool = False, paged: bool = False) -> float:
     """Bytes the kernel gathers with `index_select` in one call (pypto's cost model prices
     them 3.2–6.4× below a copy of the same bytes: a bench can charge them at the copy rate):
     per token — per run of `group` tokens that share their rows (`share_group`), whose row
@@ -24,20 +24,23 @@ def gathered_bytes(cfg, tokens: int, rows_per_token: int, *, compressed: bool = 
     group)`; every window column for step_tokens 0 or a tiling without `step_split`), D
     bf16 lanes each; the selected copy of every gathered row (the select) is not counted.
     per_token_compressed (CSA runs): a run gathers its `window_span` columns once and each
-    token its own compressed columns (the rest of the padded row)."""
+    token its own compressed columns (the rest of the padded row). paged (`paged_window_rows`):
+    the window columns are read in place, not gathered — only the compressed ones count."""
     from .kernel import default_tiling, kv_tile, window_layout
 
-    kt = kv_tile(rows_per_token)
+    kt = kv_tile(rows_per_token, paged)
     padded = max(kt, -(-rows_per_token // kt) * kt)
     own = per_token_compressed and group > 1
     # the kernel's layout: ws columns before the compressed ones, the last sc may read the step
-    ws, sc = window_layout(cfg.window, group, step_tokens, default_tiling(cfg, tokens, rows_per_token).step_split,
-                           own)
+    ws, sc = window_layout(cfg.window, group, step_tokens,
+                           default_tiling(cfg, tokens, rows_per_token, paged).step_split, own, paged)
     w = min(ws, padded) if compressed else padded
     # the step-reading segment: the window's last sc columns; without a compressed cache it
     # also takes the row's padding columns (`tile_segments`)
     tail = min(sc, w) if compressed else padded - (ws - sc)
     runs = -(-tokens // group)
+    if paged:
+        return float(2 * (runs if not own else tokens) * (padded - w) * cfg.head_dim) if compressed else 0.0
     if own:
         return float(2 * (runs * (w + tail) + tokens * (padded - w)) * cfg.head_dim)
     return float(2 * runs * (padded + tail) * cfg.head_dim)

@@ -17,7 +17,7 @@ from dsv4_rope_tables import profile_for_ratio, rope_rows
 
 from ..api import Golden, decode_golden
 from ..indexing import window_span
-from ..kernel import run_sparse_attn, share_group
+from ..kernel import paged_window, run_sparse_attn, share_group
 from ..perf import distinct_traffic, gathered_bytes
 from ..reference import semantic_attention_exact
 from .inputs import DecodeCase, decode_inputs
@@ -145,37 +145,38 @@ class DecodeKit:
         cmp_mb = inp["cmp_kv"].numel() * 2 / 1e6 if "cmp_kv" in inp else 0.0
         return serving_bench(self.module, name, cfg, inp, self.call, compress_ratio=self.compress_ratio,
                              positions=inp["positions"], head=f"T={case.batch * case.seq}, H={cfg.num_heads}",
-                             tail=f"; compressed cache {cmp_mb:.0f} MB")
+                             tail=f"; compressed cache {cmp_mb:.0f} MB", paged=paged_window(self.compress_ratio))
 
 
 def serving_bench(module: str, name: str, cfg, inp: dict, call: Callable, *, compress_ratio: int,
                   positions: torch.Tensor, head: str, tail: str = "",
-                  cmp_columns: int | None = None) -> BenchOutcome:
+                  cmp_columns: int | None = None, paged: bool = False) -> BenchOutcome:
     """The bench row of one call `call(inp, cfg, "sim", validate=False)` of a sparse-attention
     package at serving-size caches `inp`: measured whole (`dsv4_core.bench.measure`), the rows
     the kernel gathers charged at the copy rate (read + write), the ceiling of each distinct
     row a request reads once (`perf.distinct_traffic`) for tokens at `positions` [B, S]. The
     row width with validate=False: the window, plus the top-k (CSA) or, for HCA, the call's
     compressed columns `cmp_columns` (default the compressed block table's capacity, the
-    width of a decode call)."""
+    width of a decode call). paged: the call's window rows are paged (`paged_window_rows`: a
+    decode call on a layer of `paged_window`), read in place and not charged."""
     from dsv4_core import bench as timing
 
     m = timing.measure(lambda: call(inp, cfg, "sim", validate=False),
                        given=[v for v in inp.values() if isinstance(v, torch.Tensor)])
-    g = share_group(compress_ratio, *positions.shape)
-    k = window_span(cfg.window, g, compress_ratio)
+    g = share_group(compress_ratio, *positions.shape, paged=paged)
+    k = window_span(cfg.window, g, compress_ratio, positions.shape[1] if paged else 0)
     if compress_ratio == 4:
         k += inp["topk_idxs"].shape[1]
     elif compress_ratio:
         k += inp["cmp_block_table"].shape[-1] * inp["cmp_kv"].shape[1] if cmp_columns is None else cmp_columns
     gb = gathered_bytes(cfg, positions.numel(), k, compressed=compress_ratio > 0, group=g,
-                        step_tokens=positions.shape[1], per_token_compressed=compress_ratio == 4)
+                        step_tokens=positions.shape[1], per_token_compressed=compress_ratio == 4, paged=paged)
     nbytes, flops = distinct_traffic(cfg, positions, compress_ratio=compress_ratio, topk_idxs=inp.get("topk_idxs"),
                                      rows_per_token=k)
     if g == 1:
         rows = f"rows/token={k}"
     elif compress_ratio == 4:  # a run shares its window, each token keeps its top-k
-        ws = window_span(cfg.window, g, compress_ratio)
+        ws = window_span(cfg.window, g, compress_ratio, positions.shape[1] if paged else 0)
         rows = f"rows/run of {g} tokens={ws} + {k - ws} per token"
     else:
         rows = f"rows/run of {g} tokens={k}"
