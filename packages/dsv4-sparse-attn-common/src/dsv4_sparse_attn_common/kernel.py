@@ -429,17 +429,18 @@ def paged_segment(ring_v, step_v, pbase, wkeep, wbias, *, tt: int, groups: int, 
     pypto.set_vec_tile_shapes(1, min(n, IDX_TILE), 1)  # [.., 1] lanes pad to 32 bytes
     k3 = pypto.gt(pypto.view(wkeep, [groups, n, 1], [base, a, 0]), 0.5)
     sets = []
+    ring_n = max(0, min(a + n, w) - a)  # the columns from the ring page, then from the step
+    lo, hi = max(a, w), min(a + n, w + s)
+    step_n = max(0, hi - lo)
     for k in range(groups):
         parts = []
-        if a < w:
-            parts.append(pypto.view(ring_v, [1, min(a + n, w) - a, d], [0, pbase[base + k, 0] + a, 0]))
-        lo, hi = max(a, w), min(a + n, w + s)
-        if hi > lo:
-            parts.append(pypto.view(step_v, [1, hi - lo, d], [0, pbase[base + k, 1] + (lo - w), 0]))
-        pad = n - (min(a + n, w) - a if a < w else 0) - max(0, hi - lo)
+        if ring_n:
+            parts.append(pypto.view(ring_v, [1, ring_n, d], [0, pbase[base + k, 0] + a, 0]))
+        if step_n:
+            parts.append(pypto.view(step_v, [1, step_n, d], [0, pbase[base + k, 1] + (lo - w), 0]))
         pypto.set_vec_tile_shapes(1, row_tile(n), d)
-        if pad:
-            parts.append(pypto.full([1, pad, d], 0.0, pypto.DT_BF16))
+        if n > ring_n + step_n:
+            parts.append(pypto.full([1, n - ring_n - step_n, d], 0.0, pypto.DT_BF16))
         rows = parts[0] if len(parts) == 1 else pypto.concat(parts, 1)
         sets.append(pypto.where(pypto.view(k3, [1, n, 1], [k, 0, 0]), rows, 0.0))
     return (sets[0] if groups == 1 else pypto.concat(sets, 0)), pypto.view(wbias, [tt, n], [off, a])
@@ -911,13 +912,19 @@ def token_meta(ki: KernelInputs, tokens_padded: int, device) -> tuple[torch.Tens
     return req, meta
 
 
+def _ring_pages(ring_bt: torch.Tensor, reqs: torch.Tensor, pages: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ring page of each request in reqs and whether it is inside the ring cache
+    ([0, pages)); device ops, nothing read back."""
+    page = ring_bt.reshape(-1)[reqs.long()]
+    return page, (page >= 0) & (page < pages)
+
+
 def page_bases(ring_bt: torch.Tensor, reqs: torch.Tensor, pages: int, window: int, step: int) -> torch.Tensor:
     """[n, 2] i32 for the row sets of requests reqs [n] (tokens, or runs): each one's ring
     page's first row page·W in the ring cache viewed as rows (0 where its block-table entry
-    is outside [0, pages): the kernel then takes none of its slots) and its request's first
-    row req·S in the step's kv. Device ops on O(step) metadata, nothing read back."""
-    page = ring_bt.reshape(-1)[reqs.long()]
-    ok = (page >= 0) & (page < pages)
+    is outside [0, pages): `window_masks` then keeps none of its slots) and its request's
+    first row req·S in the step's kv. Device ops on O(step) metadata, nothing read back."""
+    page, ok = _ring_pages(ring_bt, reqs, pages)
     return torch.stack([torch.where(ok, page * window, torch.zeros_like(page)), reqs * step], 1).to(torch.int32)
 
 
@@ -930,8 +937,7 @@ def window_masks(ids: torch.Tensor, req: torch.Tensor, meta: torch.Tensor, ring_
     is inside the ring cache, the step's token s' (id W + s') where s' ≤ the token's own
     slot; −1 and any other id take nothing."""
     W = window
-    page = ring_bt.reshape(-1)[req.long()]
-    page_ok = ((page >= 0) & (page < pages))[:, None]
+    page_ok = _ring_pages(ring_bt, req, pages)[1][:, None]
     y = ids.long() - W
     keep = ((ids >= 0) & (ids < W) & page_ok) | ((y >= 0) & (y <= meta[:, M_SLOT].long()[:, None]))
     bias = torch.where(keep, 0.0, -1e30).to(torch.float32)
