@@ -214,6 +214,18 @@ def test_pad_rows():
     assert r.shape == (8, 256) and (r[3:] == -1).all() and (r[:, 130:] == -1).all()
 
 
+def test_score_tiles_are_wide_where_the_rows_are_narrow():
+    from dsv4_core import FLASH, PRO
+    from dsv4_sparse_attn_common.kernel import SCORE_TILE_BYTES, score_heads
+
+    assert score_heads(FLASH.num_heads, 160) == 64 and score_heads(PRO.num_heads, 160) == 64
+    assert score_heads(FLASH.num_heads, 640) == 16 and score_heads(PRO.num_heads, 1024) == 16
+    assert score_heads(TINY.num_heads, 160) == TINY.num_heads
+    for kt in (128, 160, 192, 320, 640, 704):
+        hv = score_heads(PRO.num_heads, kt)
+        assert hv * kt * 4 <= SCORE_TILE_BYTES or hv == 16
+
+
 def test_default_tiling_covers_the_rows_in_whole_tiles():
     for k in (1, 128, 130, 640, 648, 1152, 8320):
         tl = default_tiling(TINY, 10, k)

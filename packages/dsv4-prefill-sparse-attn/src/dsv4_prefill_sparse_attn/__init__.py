@@ -34,7 +34,7 @@ from dsv4_sparse_attn_common import (
 )
 from dsv4_sparse_attn_common import write_window_cache as _write_window_cache
 
-__version__ = "0.4.1"
+__version__ = "0.4.2"
 # ROPE_ABI_CONSUMED: the family's (its kernel and golden do the rotation; it checks the ABI at import)
 
 __all__ = ["ROPE_ABI_CONSUMED", "build_indices", "chunk_positions", "cmp_columns", "prefill_sparse_attn",

@@ -80,6 +80,24 @@ def finalize_heads(head_dim: int) -> int:
     return max(1, UB_BYTES // (3 * 4 * head_dim))
 
 
+# heads per vector tile of the online softmax's fp32 scores [tt, H, kt]: as many as fit in
+# SCORE_TILE_BYTES, at most SCORE_HEADS_MAX, at least 16. A vector task is priced per tile,
+# not per byte, so wider tiles are cheaper where the rows are narrow: FLASH SWA decode (160
+# columns) 282.7 -> 263.8 µs of kernel with 64 heads (32: 267.7), PRO 582.5 -> 520.3 (128
+# heads: 529.5); wide rows keep 16 (PRO CSA decode, 576 columns, with 32: 1249.8 -> 1256.9
+# µs total; FLASH HCA 704 columns 475.7 -> 471.8, PRO 758.9 -> 759.7)
+SCORE_TILE_BYTES = UB_BYTES // 4
+SCORE_HEADS_MAX = 64
+
+
+def score_heads(heads: int, kt: int) -> int:
+    """Heads per vector tile of the online softmax over kt-row tiles (`SCORE_TILE_BYTES`)."""
+    hv = 16
+    while hv * 2 <= SCORE_HEADS_MAX and hv * 2 * kt * 4 <= SCORE_TILE_BYTES:
+        hv *= 2
+    return min(heads, hv)
+
+
 def attn_tile_tokens(tokens: int) -> int:
     """Query tokens per attention tile for a call of `tokens` tokens."""
     # 16-token attention tiles: twice as many independent gather → softmax → P·V chains as
@@ -158,7 +176,7 @@ def default_tiling(cfg, tokens: int = 1, rows_per_token: int = 128, paged: bool 
     wide = h > 64 and nk > 1
     na = balanced_n_tile(cfg.o_lora_rank, cfg.o_groups, m=mo)
     nb = balanced_n_tile(cfg.hidden_size, 1, m=mo)
-    return AttnTiling(tt=tt, to=to, kt=kt, nk=nk, hv_s=min(h, 16),
+    return AttnTiling(tt=tt, to=to, kt=kt, nk=nk, hv_s=score_heads(h, kt),
                       hv_o=min(h, finalize_heads(cfg.head_dim)),
                       # whole-row L1 tiles (k = D for q·kᵀ, k = kt for p·v): fewer, larger copies
                       cube_s=((m, m), (128, cfg.head_dim), (256, 256)), cube_pv=((m, m), (128, kt), (128, 256)),
