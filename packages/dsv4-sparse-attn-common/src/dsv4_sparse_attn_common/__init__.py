@@ -81,7 +81,7 @@ from .reference import (
 )
 from .validate import validate_attention_args
 
-__version__ = "0.4.3"
+__version__ = "0.4.4"
 ROPE_ABI_CONSUMED = "dsv4-rope/1"
 require_abi("dsv4-sparse-attn-common", ROPE_ABI_CONSUMED)
 

@@ -108,6 +108,14 @@ def check_positions_shape(positions) -> None:
         raise TypeError(f"positions must be an int32 / int64 tensor, got {positions.dtype}")
 
 
+def _decode_layout(compress_ratio: int, batch: int, seq: int) -> tuple[bool, int]:
+    """How a decode step of `batch` × `seq` tokens lays out its index rows: whether the window
+    columns are paged (`paged_window`) and the row-sharing group (`share_group`). The public
+    call and the golden's rows (`decode_rows`) take it from here, so they cannot disagree."""
+    paged = paged_window(compress_ratio)
+    return paged, share_group(compress_ratio, batch, seq, paged=paged)
+
+
 def decode_attention(q: torch.Tensor, kv: torch.Tensor, kv_cache: torch.Tensor, block_table: torch.Tensor,
                      positions: torch.Tensor, attn_sink: torch.Tensor, wo_a: torch.Tensor, wo_b: torch.Tensor, *,
                      config, backend: str, compress_ratio: int, cmp_kv: torch.Tensor | None = None,
@@ -133,8 +141,7 @@ def decode_attention(q: torch.Tensor, kv: torch.Tensor, kv_cache: torch.Tensor, 
         raise ValueError(f"all tensors must be on one device: topk_idxs is on {topk_idxs.device}, q on {q.device}")
     be = resolve_backend(backend)
     tname = "indices" if topk_idxs is None else "topk_idxs"
-    paged = paged_window(compress_ratio)
-    g = share_group(compress_ratio, B, S, paged=paged)
+    paged, g = _decode_layout(compress_ratio, B, S)
     if be == "torch" or validate:
         p = check_positions_grid(positions)
         idx = index_rows(p, window=cfg.window, compress_ratio=compress_ratio, topk_idxs=topk_idxs, group=g,
@@ -165,8 +172,7 @@ def decode_rows(cfg, inputs: dict, *, compress_ratio: int) -> tuple[torch.Tensor
     """The logical index rows `decode_attention` builds for a decode scenario's inputs, and
     their row-sharing group."""
     p = inputs["positions"]
-    paged = paged_window(compress_ratio)
-    g = share_group(compress_ratio, *p.shape, paged=paged)
+    paged, g = _decode_layout(compress_ratio, *p.shape)
     return index_rows(p, window=cfg.window, compress_ratio=compress_ratio, topk_idxs=inputs.get("topk_idxs"),
                       group=g, paged=paged), g
 
