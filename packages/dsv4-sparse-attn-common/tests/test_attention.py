@@ -277,6 +277,24 @@ def test_long_rows_loop_over_their_compressed_only_row_tiles():
     assert looped(FLASH, 129 + 8192, compressed=False) == 0
 
 
+def test_long_rows_fold_two_looped_tiles_per_iteration():
+    """The looped row tiles are folded LOOP_UNROLL (2) per iteration (an odd one unrolled
+    before the loop), under the partition bound that lets pypto's cost model take in that
+    loop body (PRO's wide kernels too); rows without looped tiles keep the tiling's bound."""
+    from dsv4_core import FLASH, PRO
+    from dsv4_sparse_attn_common import LOOP_UNROLL, loop_plan
+    from dsv4_sparse_attn_common.kernel import LOOP_PG_UPPER_BOUND, WIDE_PG_UPPER_BOUND
+
+    assert LOOP_UNROLL == 2 and LOOP_PG_UPPER_BOUND == 5000
+    flash, pro = default_tiling(FLASH, 128, 130 + 8192, True), default_tiling(PRO, 128, 130 + 8192, True)
+    assert loop_plan(flash, 8) == (2, 8, LOOP_PG_UPPER_BOUND)
+    assert loop_plan(flash, 7) == (2, 6, LOOP_PG_UPPER_BOUND)  # one tile unrolled before the loop
+    assert pro.pg_upper_bound == WIDE_PG_UPPER_BOUND and loop_plan(pro, 8) == (2, 8, LOOP_PG_UPPER_BOUND)
+    assert loop_plan(flash, 1) == (1, 1, 0)
+    assert loop_plan(flash, 0) == (1, 0, 0)
+    assert loop_plan(default_tiling(FLASH, 128, 704, True), 0) == (1, 0, 0)
+    assert loop_plan(pro, 0) == (1, 0, WIDE_PG_UPPER_BOUND)
+
 def _paged(q, kv, rows, cos, sin, blk: int = 128, fill: float = float("nan")):
     """One-source physical rows [T, K] over kv [N, D] as the kernel takes a call: kv as the
     compressed cache (padded to whole pages of `fill` rows), each token its own request

@@ -15,7 +15,7 @@ from .pages import PoolExhausted
 from .reference import layer_exact
 from .weights import LayerWeights, WeightError, dequantize_fp8, expected_weights, load_weights
 
-__version__ = "0.1.22"
+__version__ = "0.1.23"
 
 __all__ = ["AttentionLayer", "LayerWeights", "PoolExhausted", "WeightError", "dequantize_fp8", "expected_weights",
            "layer_exact", "load_weights", "__version__"]

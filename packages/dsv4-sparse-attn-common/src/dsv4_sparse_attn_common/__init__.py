@@ -45,6 +45,7 @@ from .indexing import (
 from .kernel import (
     KV_TILE_MAX,
     LOOP_MIN_TILES,
+    LOOP_UNROLL,
     AttnTiling,
     KernelInputs,
     build_sparse_attn_kernel,
@@ -55,6 +56,7 @@ from .kernel import (
     group_meta,
     grouped_oproj,
     kv_tile,
+    loop_plan,
     looped_row_tiles,
     pad_rows,
     page_bases,
@@ -81,7 +83,7 @@ from .reference import (
 )
 from .validate import validate_attention_args
 
-__version__ = "0.4.4"
+__version__ = "0.4.5"
 ROPE_ABI_CONSUMED = "dsv4-rope/1"
 require_abi("dsv4-sparse-attn-common", ROPE_ABI_CONSUMED)
 
@@ -97,6 +99,7 @@ __all__ = [
     "decode_kernel_inputs", "index_rows_unchecked", "kernel_inputs", "rope_rows_unchecked", "token_meta",
     "window_rows", "compressed_segment", "fold_segments", "tile_segments", "window_segment",
     "decode_rows", "group_meta", "share_group", "shared_segment", "window_columns", "window_span", "ring_segment",
-    "step_columns", "looped_row_tiles", "LOOP_MIN_TILES", "window_layout", "paged_window_rows", "paged_window",
+    "step_columns", "looped_row_tiles", "loop_plan", "LOOP_MIN_TILES", "LOOP_UNROLL",
+    "window_layout", "paged_window_rows", "paged_window",
     "paged_segment", "page_bases", "window_masks",
 ]

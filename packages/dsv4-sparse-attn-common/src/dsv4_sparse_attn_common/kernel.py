@@ -468,6 +468,16 @@ def paged_segment(ring_v, step_v, pbase, wkeep, wbias, *, tt: int, groups: int, 
 # instead of unrolling them: an unrolled kernel's graph grows with its row tiles, and the
 # simulator's for HCA decode at 1M context (9 row tiles) grew until it was killed for memory
 LOOP_MIN_TILES = 2
+# looped row tiles folded per iteration: the tiles of one iteration gather, select and run
+# q·kᵀ side by side, only their softmax updates wait on each other (FLASH HCA decode at 1M:
+# kernel 3170.8 µs folding one tile per iteration, 2529.1 folding two, 2433.2 four, whose
+# simulator held 17.9 GB where two held 12.5)
+LOOP_UNROLL = 2
+# the partition bound of a kernel that folds LOOP_UNROLL tiles per iteration: with pypto's
+# own (10000) its cost model refuses the loop body ("Errcode: FFFFFF", as for the wide
+# kernels below); 2000 builds but models slower (FLASH HCA decode at 1M: 2924.3 µs). PRO
+# at 1M (a wide kernel, 2000 before) takes it too: kernel 6190.7 -> 4437.9 µs, 18.6 GB
+LOOP_PG_UPPER_BOUND = 5000
 
 
 def looped_row_tiles(tl: AttnTiling, window_cols: int, compressed: bool) -> int:
@@ -476,6 +486,18 @@ def looped_row_tiles(tl: AttnTiling, window_cols: int, compressed: bool) -> int:
     least LOOP_MIN_TILES of them."""
     n = tl.nk - -(-window_cols // tl.kt)
     return n if compressed and n >= LOOP_MIN_TILES else 0
+
+
+def loop_plan(tl: AttnTiling, looped: int) -> tuple[int, int, int]:
+    """(tiles folded per iteration, tiles in the loop, partition bound) of a kernel whose
+    rows have `looped` compressed-only row tiles to loop over (`looped_row_tiles`):
+    LOOP_UNROLL per iteration where there are that many (the `looped` % LOOP_UNROLL others
+    are unrolled before the loop) under LOOP_PG_UPPER_BOUND, also where the tiling sets its
+    own (PRO's wide kernels: measured at 1M with LOOP_PG_UPPER_BOUND); otherwise one per
+    iteration and the tiling's bound (0: pypto's own)."""
+    if looped < LOOP_UNROLL:
+        return 1, looped, tl.pg_upper_bound
+    return LOOP_UNROLL, looped // LOOP_UNROLL * LOOP_UNROLL, LOOP_PG_UPPER_BOUND
 
 
 # the ring-only columns of a window end on a multiple of this (`step_columns`)
@@ -669,7 +691,8 @@ def build_sparse_attn_kernel(cfg, tiling: AttnTiling | None = None, run_mode=Non
     compressed = BLK > 0
     NL = looped_row_tiles(tl, WS, compressed)  # compressed-only row tiles run in a loop (0: none)
     LOOP = NL > 0
-    passes = {"pg_upper_bound": tl.pg_upper_bound} if tl.pg_upper_bound else None
+    UN, NLU, pgb = loop_plan(tl, NL)
+    passes = {"pg_upper_bound": pgb} if pgb else None
     F32, BF16, I32 = pypto.DT_FP32, pypto.DT_BF16, pypto.DT_INT32
     DYN = pypto.DYNAMIC
     Tn = pypto.Tensor
@@ -803,8 +826,9 @@ def build_sparse_attn_kernel(cfg, tiling: AttnTiling | None = None, run_mode=Non
                     finalize(tv[0], state, cos, sin, swap, obuf, u * TT)
                 project(i, obuf, wo_a, wo_b, out)
                 continue
-            # long rows (`looped_row_tiles`): the first NK − NL row tiles (those with window
-            # columns) unrolled, the compressed-only ones in a loop whose iterations carry
+            # long rows (`looped_row_tiles`): the first NK − NLU row tiles (those with window
+            # columns, and NL % UN compressed-only ones) unrolled, the other compressed-only
+            # ones in a loop whose iterations fold UN (`LOOP_UNROLL`) of them each and carry
             # each attention tile's state in kernel-local tensors. The tiles' views are made
             # once, before the loop (views remade inside it failed to build: "Operation
             # already in a group")
@@ -812,12 +836,14 @@ def build_sparse_attn_kernel(cfg, tiling: AttnTiling | None = None, run_mode=Non
             carried = [new_state() for _ in tvs]
             for tv, c in zip(tvs, carried):
                 state = None
-                for j in range(NK - NL):
+                for j in range(NK - NLU):
                     state = fold_tile(tv, tile_segments(j, KT, WS, compressed, TAIL), state, *cache)
                 store_state(state, c)
-            for jj in pypto.loop(NL, name="c_tiles", idx_name="jj"):
+            for jj in pypto.loop(NLU // UN, name="c_tiles", idx_name="jj"):
                 for tv, c in zip(tvs, carried):
-                    state = fold_tile(tv, [("c", (NK - NL + jj) * KT, KT)], load_state(c), *cache)
+                    state = load_state(c)
+                    for r in range(UN):  # LOOP_UNROLL tiles per iteration
+                        state = fold_tile(tv, [("c", (NK - NLU + r) * KT + jj * (UN * KT), KT)], state, *cache)
                     store_state(state, c)
             for u, (tv, c) in enumerate(zip(tvs, carried)):
                 finalize(tv[0], load_state(c), cos, sin, swap, obuf, u * TT)

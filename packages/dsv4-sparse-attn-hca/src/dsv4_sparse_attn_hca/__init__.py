@@ -18,7 +18,7 @@ from dsv4_core import AttentionConfig
 from dsv4_sparse_attn_common import ROPE_ABI_CONSUMED, decode_attention, index_rows
 from dsv4_sparse_attn_common import write_window_cache as update_window_cache
 
-__version__ = "0.4.3"
+__version__ = "0.4.4"
 # ROPE_ABI_CONSUMED: the family's (its kernel and golden do the rotation; it checks the ABI at import)
 COMPRESS_RATIO = 128
 
